@@ -1,0 +1,53 @@
+"""JSON helpers shared by stores: job errors, meta objects, admin records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ._types import JobError
+
+__all__ = ["decode_errors", "decode_json", "encode_errors", "error_to_builtins"]
+
+_decode_any = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder()
+
+
+class _ErrorRecord(msgspec.Struct):
+    at: datetime
+    attempt: int
+    kind: str
+    message: str
+    traceback: str | None = None
+
+
+_decode_error_list = msgspec.json.Decoder(list[_ErrorRecord])
+
+
+def error_to_builtins(error: JobError) -> dict[str, Any]:
+    return {
+        "at": error.at.isoformat(),
+        "attempt": error.attempt,
+        "kind": error.kind,
+        "message": error.message,
+        "traceback": error.traceback,
+    }
+
+
+def encode_errors(errors: list[JobError] | tuple[JobError, ...]) -> bytes:
+    return _encode.encode([error_to_builtins(e) for e in errors])
+
+
+def decode_errors(data: bytes | str | None) -> tuple[JobError, ...]:
+    if not data:
+        return ()
+    records = _decode_error_list.decode(data)
+    return tuple(JobError(r.at, r.attempt, r.kind, r.message, r.traceback) for r in records)
+
+
+def decode_json(data: bytes | str | None) -> Any:
+    if data is None:
+        return None
+    return _decode_any.decode(data)

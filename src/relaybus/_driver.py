@@ -1,0 +1,233 @@
+"""The Driver seam: job-level operations every store implements.
+
+INTERNAL: this protocol is not public API and may change in any release. The runtime (producer,
+executor, completer, maintenance services) and the admin API talk to stores only through it, so a
+new database needs a new Driver and nothing else. Each operation takes a small frozen params
+object; each store chooses its own algorithm (UPDATE ... RETURNING with SKIP LOCKED on
+PostgreSQL, select-then-update on MySQL, single-writer transactions on SQLite, dicts and heaps in
+memory).
+
+Time: every operation reads "now" from the store's own clock (the database's clock on server
+databases, the injected clock on the memory and SQLite stores). Callers pass *delays* relative to
+that clock, never absolute times computed elsewhere, except where the user gave one (``at=``).
+
+Fencing: every write about a running job is a compare-and-set on (id, state=running, attempt),
+so a stale writer changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ._clock import Clock
+from ._types import InsertOutcome, Job, JobError, JobState
+
+__all__ = [
+    "Claimed",
+    "Completion",
+    "CompletionKind",
+    "Driver",
+    "ElectParams",
+    "FetchParams",
+    "HeartbeatParams",
+    "Inserted",
+    "ListParams",
+    "NewJob",
+    "PruneParams",
+    "RescueParams",
+    "StageParams",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job to insert. ``payload`` and ``meta`` are JSON bytes (meta: an object)."""
+
+    handler: str
+    event: str
+    queue: str
+    priority: int
+    max_attempts: int
+    payload: bytes
+    meta: bytes
+    timeout: float | None
+    delay: float | None = None  # seconds after the store's now; None and at=None: due now
+    at: datetime | None = None  # absolute due time (timezone-aware); wins over delay
+    unique_key: bytes | None = None  # base key; the store adds the period bucket
+    unique_period: float | None = None
+    unique_states: int = 0  # JobState bitmask; 0 = not unique
+    replace: Mapping[JobState, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    id: int
+    outcome: InsertOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class FetchParams:
+    """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in priority order.
+
+    Jobs rescued ``isolate_after`` times or more run alone: only when ``idle`` is true, and then
+    the store returns that one job and nothing else.
+    """
+
+    queue: str
+    limit: int
+    node: str
+    isolate_after: int
+    idle: bool
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A job claimed by a node: now ``running`` with ``attempt`` already incremented."""
+
+    id: int
+    handler: str
+    event: str
+    queue: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    payload: bytes
+    meta: dict[str, Any]
+    inserted_at: datetime
+    scheduled_at: datetime
+    timeout: float | None
+    rescues: int
+
+
+CompletionKind = Literal["completed", "retry", "snooze", "cancel", "discard", "return"]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The end of one run, applied only if the job is still (running, attempt).
+
+    - completed: → completed.
+    - retry: error appended; → retryable due after ``delay`` (→ available when ``delay`` is 0).
+    - snooze: attempt refunded; → scheduled after ``delay`` (→ available when 0); no error.
+    - cancel / discard: error appended; → cancelled / discarded.
+    - return: attempt refunded; → available (graceful stop); no error.
+    """
+
+    id: int
+    attempt: int
+    kind: CompletionKind
+    error: JobError | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatParams:
+    """Stamp ``node`` alive until now + ``ttl``; report which of its ``running`` (id, attempt)
+    pairs are no longer running there (cancelled by an admin, or rescued)."""
+
+    node: str
+    ttl: float
+    running: Sequence[tuple[int, int]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ElectParams:
+    """Become or stay leader for ``ttl`` seconds (the store's clock)."""
+
+    node: str
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class RescueParams:
+    """Return running jobs of expired nodes, and jobs running past their timeout + ``grace``.
+
+    → retryable, due now, with a ``rescued`` error; → discarded when attempts are exhausted, or
+    with ``worker_lost`` once rescued ``max_rescues`` times."""
+
+    grace: float
+    max_rescues: int
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StageParams:
+    """Make due scheduled/retryable jobs available (unique conflicts → discarded)."""
+
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PruneParams:
+    """Delete finished jobs older than their state's retention (seconds), at most ``limit``."""
+
+    retention: Mapping[JobState, float]
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    state: JobState | None = None
+    queue: str | None = None
+    handler: str | None = None
+    limit: int = 100
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """What a store implements. See the module docstring: INTERNAL, not semver-stable."""
+
+    clock: Clock
+    #: True when the store pushes insert notifications across processes (``subscribe``).
+    supports_notify: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> None: ...
+
+    # -- producing
+    async def insert_many(self, jobs: Sequence[NewJob], conn: Any = None) -> list[Inserted]: ...
+
+    async def fetch(self, params: FetchParams) -> list[Claimed]: ...
+
+    async def complete_many(self, completions: Sequence[Completion]) -> list[int]:
+        """Apply completions; return the ids that were applied (the rest were stale)."""
+        ...
+
+    # -- nodes and maintenance
+    async def heartbeat(self, params: HeartbeatParams) -> list[int]: ...
+
+    async def release_node(self, node: str) -> None: ...
+
+    async def elect(self, params: ElectParams) -> bool: ...
+
+    async def resign(self, node: str) -> None: ...
+
+    async def stage(self, params: StageParams) -> list[str]:
+        """Promote due jobs; return the queues that received available jobs."""
+        ...
+
+    async def rescue(self, params: RescueParams) -> int: ...
+
+    async def prune(self, params: PruneParams) -> int: ...
+
+    async def subscribe(self, on_insert: Callable[[str], None]) -> Callable[[], Any] | None:
+        """Call ``on_insert(queue)`` when another process inserts; return an unsubscribe
+        coroutine function, or None when the store cannot push (callers poll)."""
+        ...
+
+    # -- admin
+    async def get(self, job_id: int) -> Job | None: ...
+
+    async def list(self, params: ListParams) -> list[Job]: ...
+
+    async def retry(self, job_id: int) -> Job: ...
+
+    async def cancel(self, job_id: int) -> Job: ...
+
+    async def stats(self) -> dict[str, dict[str, int]]: ...

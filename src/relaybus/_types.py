@@ -1,0 +1,140 @@
+"""Leaf types shared by the public API, the runtime and every store.
+
+This module imports nothing else from relaybus, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = [
+    "PENDING_STATES",
+    "TERMINAL_STATES",
+    "DispatchResult",
+    "InsertOutcome",
+    "InsertResult",
+    "Job",
+    "JobError",
+    "JobInfo",
+    "JobState",
+    "Priority",
+    "state_mask",
+]
+
+
+class JobState(str, enum.Enum):
+    """The state of a job. A ``str`` enum: ``JobState.RUNNING == "running"``."""
+
+    SCHEDULED = "scheduled"
+    AVAILABLE = "available"
+    RUNNING = "running"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    DISCARDED = "discarded"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def bit(self) -> int:
+        """This state's bit in a unique-states mask (stable: stored in databases)."""
+        return _STATE_BITS[self]
+
+
+_STATE_BITS = {state: 1 << i for i, state in enumerate(JobState)}
+
+PENDING_STATES: frozenset[JobState] = frozenset(
+    {JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.RETRYABLE}
+)
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.COMPLETED, JobState.CANCELLED, JobState.DISCARDED}
+)
+
+
+def state_mask(states: frozenset[JobState] | set[JobState]) -> int:
+    """The bitmask of ``states`` (see :attr:`JobState.bit`)."""
+    mask = 0
+    for state in states:
+        mask |= state.bit
+    return mask
+
+
+class Priority(enum.IntEnum):
+    """Named priorities. Any integer 0-9 is valid; lower runs first."""
+
+    CRITICAL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """One failed, cancelled, discarded or rescued attempt of a job."""
+
+    at: datetime
+    attempt: int
+    kind: str
+    message: str
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What a running handler knows about its job (``ctx.job``)."""
+
+    id: int
+    handler: str
+    attempt: int
+    max_attempts: int
+    queue: str
+    priority: int
+    meta: dict[str, Any]
+    inserted_at: datetime
+    scheduled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job record as the admin API returns it (a snapshot; never updated in place)."""
+
+    id: int
+    handler: str
+    event: str
+    queue: str
+    priority: int
+    state: JobState
+    attempt: int
+    max_attempts: int
+    payload: Any
+    meta: dict[str, Any]
+    errors: tuple[JobError, ...]
+    inserted_at: datetime
+    scheduled_at: datetime
+    attempted_at: datetime | None
+    attempted_by: str | None
+    finalized_at: datetime | None
+
+
+InsertOutcome = Literal["inserted", "duplicate", "replaced"]
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    """The result of inserting one job: its id (the existing job's on a duplicate)."""
+
+    id: int
+    handler: str
+    outcome: InsertOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """What ``dispatch`` did for one event: one :class:`InsertResult` per job handler."""
+
+    event: Any
+    jobs: list[InsertResult] = field(default_factory=list)

@@ -1,0 +1,1 @@
+"""The stores: one module (or subpackage) per backend, each implementing the Driver seam."""

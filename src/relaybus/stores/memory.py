@@ -1,0 +1,503 @@
+"""MemoryStore: the default store. Dicts and heaps in this process; fastest; lost on exit.
+
+It implements the same Driver operations and the same job semantics as the database stores (the
+conformance suite runs against it), so code written against it moves to a durable store unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .._clock import Clock, SystemClock
+from .._codec import decode_json
+from .._driver import (
+    Claimed,
+    Completion,
+    ElectParams,
+    FetchParams,
+    HeartbeatParams,
+    Inserted,
+    ListParams,
+    NewJob,
+    PruneParams,
+    RescueParams,
+    StageParams,
+)
+from .._errors import JobNotFound, StoreClosed, StoreError, UniqueConflict
+from .._options import bucket_key
+from .._types import TERMINAL_STATES, Job, JobError, JobState
+
+__all__ = ["MemoryStore"]
+
+_AVAILABLE = JobState.AVAILABLE
+_RUNNING = JobState.RUNNING
+
+
+@dataclass(slots=True, eq=False)
+class _Row:
+    id: int
+    handler: str
+    event: str
+    queue: str
+    priority: int
+    state: JobState
+    attempt: int
+    max_attempts: int
+    payload: bytes
+    meta: bytes
+    errors: list[JobError]
+    inserted_at: datetime
+    scheduled_at: datetime
+    attempted_at: datetime | None
+    attempted_by: str | None
+    finalized_at: datetime | None
+    timeout: float | None
+    rescues: int
+    unique_key: bytes | None
+    unique_states: int
+
+    def holds_key(self) -> bool:
+        return self.unique_key is not None and bool(self.unique_states & self.state.bit)
+
+    def to_job(self) -> Job:
+        return Job(
+            id=self.id,
+            handler=self.handler,
+            event=self.event,
+            queue=self.queue,
+            priority=self.priority,
+            state=self.state,
+            attempt=self.attempt,
+            max_attempts=self.max_attempts,
+            payload=_decode_or_raw(self.payload),
+            meta=decode_json(self.meta) or {},
+            errors=tuple(self.errors),
+            inserted_at=self.inserted_at,
+            scheduled_at=self.scheduled_at,
+            attempted_at=self.attempted_at,
+            attempted_by=self.attempted_by,
+            finalized_at=self.finalized_at,
+        )
+
+
+def _decode_or_raw(data: bytes) -> Any:
+    try:
+        return decode_json(data)
+    except Exception:
+        return data.decode("utf-8", "replace")
+
+
+class MemoryStore:
+    """In-process store (the default). ``clock`` defaults to the system clock."""
+
+    supports_notify = False
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._open = False
+        self._next_id = 1
+        self._jobs: dict[int, _Row] = {}
+        self._available: dict[str, list[tuple[int, datetime, int]]] = {}
+        self._due: list[tuple[datetime, int]] = []
+        self._running: set[int] = set()
+        self._finished: dict[JobState, deque[tuple[datetime, int]]] = {
+            state: deque() for state in TERMINAL_STATES
+        }
+        self._holders: dict[bytes, int] = {}
+        self._nodes: dict[str, datetime] = {}
+        self._leader: tuple[str, datetime] | None = None
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
+
+    # -- lifecycle
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    async def migrate(self) -> None:
+        """Nothing to migrate: the memory store sets itself up."""
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreClosed("MemoryStore is not open: use `async with bus:`")
+
+    # -- state bookkeeping
+    def _move(self, row: _Row, state: JobState, now: datetime, fresh: bool = False) -> int | None:
+        """Move ``row`` to ``state``, keeping the unique holders and indexes right.
+
+        Returns the id of another job holding ``row``'s key if the move would make a second
+        holder; then nothing changes. ``fresh``: the row is new and holds nothing yet.
+        """
+        held = not fresh and row.holds_key()
+        will_hold = row.unique_key is not None and bool(row.unique_states & state.bit)
+        if will_hold and not held:
+            assert row.unique_key is not None
+            holder = self._holders.get(row.unique_key)
+            if holder is not None and holder != row.id:
+                return holder
+            self._holders[row.unique_key] = row.id
+        elif held and not will_hold:
+            assert row.unique_key is not None
+            if self._holders.get(row.unique_key) == row.id:
+                del self._holders[row.unique_key]
+        if row.state is _RUNNING:
+            self._running.discard(row.id)
+        row.state = state
+        if state is _AVAILABLE:
+            heapq.heappush(
+                self._available.setdefault(row.queue, []), (row.priority, row.scheduled_at, row.id)
+            )
+        elif state is JobState.SCHEDULED or state is JobState.RETRYABLE:
+            heapq.heappush(self._due, (row.scheduled_at, row.id))
+        elif state is _RUNNING:
+            self._running.add(row.id)
+        if state in TERMINAL_STATES:
+            row.finalized_at = now
+            self._finished[state].append((now, row.id))
+        else:
+            row.finalized_at = None
+        return None
+
+    def _error(self, row: _Row, now: datetime, kind: str, message: str) -> None:
+        row.errors.append(JobError(now, row.attempt, kind, message, None))
+
+    # -- producing
+    async def insert_many(self, jobs: Sequence[NewJob], conn: Any = None) -> list[Inserted]:
+        self._check_open()
+        if conn is not None:
+            raise StoreError("MemoryStore has no connections: conn= is for SQL stores")
+        now = self.clock.now()
+        return [self._insert(job, now) for job in jobs]
+
+    def _insert(self, job: NewJob, now: datetime) -> Inserted:
+        if job.at is not None:
+            scheduled_at = job.at
+        elif job.delay:
+            scheduled_at = now + timedelta(seconds=job.delay)
+        else:
+            scheduled_at = now
+        state = JobState.SCHEDULED if scheduled_at > now else _AVAILABLE
+        key = None
+        if job.unique_key is not None and job.unique_states:
+            key = bucket_key(job.unique_key, job.unique_period, now.timestamp())
+            holder_id = self._holders.get(key)
+            if holder_id is not None:
+                return self._on_conflict(self._jobs[holder_id], job, scheduled_at, now)
+        row = _Row(
+            id=self._next_id,
+            handler=job.handler,
+            event=job.event,
+            queue=job.queue,
+            priority=job.priority,
+            state=state,  # _move files it (fresh=True: it holds nothing yet)
+            attempt=0,
+            max_attempts=job.max_attempts,
+            payload=job.payload,
+            meta=job.meta,
+            errors=[],
+            inserted_at=now,
+            scheduled_at=scheduled_at,
+            attempted_at=None,
+            attempted_by=None,
+            finalized_at=None,
+            timeout=job.timeout,
+            rescues=0,
+            unique_key=key,
+            unique_states=job.unique_states if key is not None else 0,
+        )
+        self._next_id += 1
+        self._jobs[row.id] = row
+        self._move(row, state, now, fresh=True)
+        return Inserted(row.id, "inserted")
+
+    def _on_conflict(self, row: _Row, job: NewJob, scheduled_at: datetime, now: datetime) -> Inserted:
+        fields = job.replace.get(row.state, ()) if row.state is not _RUNNING else ()
+        if not fields:
+            return Inserted(row.id, "duplicate")
+        state = row.state
+        if "payload" in fields:
+            row.payload = job.payload
+        if "meta" in fields:
+            row.meta = job.meta
+        if "priority" in fields:
+            row.priority = job.priority
+        if "queue" in fields:
+            row.queue = job.queue
+        if "max_attempts" in fields:
+            row.max_attempts = job.max_attempts
+        if "scheduled_at" in fields:
+            row.scheduled_at = scheduled_at
+            if state is not JobState.RETRYABLE:
+                state = JobState.SCHEDULED if scheduled_at > now else _AVAILABLE
+        # Re-file the row in its (possibly new) place; stale heap entries are skipped on pop.
+        self._move(row, state, now)
+        return Inserted(row.id, "replaced")
+
+    async def fetch(self, params: FetchParams) -> list[Claimed]:
+        self._check_open()
+        heap = self._available.get(params.queue)
+        if not heap:
+            return []
+        now = self.clock.now()
+        claimed: list[Claimed] = []
+        deferred: list[tuple[int, datetime, int]] = []
+        jobs = self._jobs
+        while heap and len(claimed) < params.limit:
+            entry = heapq.heappop(heap)
+            row = jobs.get(entry[2])
+            if (
+                row is None
+                or row.state is not _AVAILABLE
+                or row.queue != params.queue
+                or row.priority != entry[0]
+                or row.scheduled_at != entry[1]
+            ):
+                continue  # stale entry: the row moved on
+            if row.rescues >= params.isolate_after:
+                if params.idle and not claimed:
+                    claimed.append(self._claim(row, params.node, now))
+                    break
+                deferred.append(entry)
+                continue
+            claimed.append(self._claim(row, params.node, now))
+        for entry in deferred:
+            heapq.heappush(heap, entry)
+        return claimed
+
+    def _claim(self, row: _Row, node: str, now: datetime) -> Claimed:
+        row.state = _RUNNING
+        self._running.add(row.id)
+        row.attempt += 1
+        row.attempted_at = now
+        row.attempted_by = node
+        return Claimed(
+            id=row.id,
+            handler=row.handler,
+            event=row.event,
+            queue=row.queue,
+            priority=row.priority,
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            payload=row.payload,
+            meta=decode_json(row.meta) if row.meta != b"{}" else {},
+            inserted_at=row.inserted_at,
+            scheduled_at=row.scheduled_at,
+            timeout=row.timeout,
+            rescues=row.rescues,
+        )
+
+    async def complete_many(self, completions: Sequence[Completion]) -> list[int]:
+        self._check_open()
+        now = self.clock.now()
+        applied: list[int] = []
+        jobs = self._jobs
+        for done in completions:
+            row = jobs.get(done.id)
+            if row is None or row.state is not _RUNNING or row.attempt != done.attempt:
+                continue
+            applied.append(done.id)
+            kind = done.kind
+            if kind == "completed":
+                self._move(row, JobState.COMPLETED, now)
+                continue
+            if done.error is not None:
+                row.errors.append(done.error)
+            if kind == "retry" or kind == "snooze" or kind == "return":
+                if kind != "retry":
+                    row.attempt -= 1
+                row.scheduled_at = now + timedelta(seconds=done.delay)
+                if done.delay <= 0:
+                    self._move(row, _AVAILABLE, now)
+                elif kind == "retry":
+                    self._move(row, JobState.RETRYABLE, now)
+                else:
+                    self._move(row, JobState.SCHEDULED, now)
+            elif kind == "cancel":
+                self._move(row, JobState.CANCELLED, now)
+            else:
+                self._move(row, JobState.DISCARDED, now)
+        return applied
+
+    # -- nodes and maintenance
+    async def heartbeat(self, params: HeartbeatParams) -> list[int]:
+        self._check_open()
+        now = self.clock.now()
+        self._nodes[params.node] = now + timedelta(seconds=params.ttl)
+        lost = []
+        for job_id, attempt in params.running:
+            row = self._jobs.get(job_id)
+            if (
+                row is None
+                or row.state is not _RUNNING
+                or row.attempt != attempt
+                or row.attempted_by != params.node
+            ):
+                lost.append(job_id)
+        return lost
+
+    async def release_node(self, node: str) -> None:
+        self._check_open()
+        self._nodes.pop(node, None)
+        await self.resign(node)
+
+    async def elect(self, params: ElectParams) -> bool:
+        self._check_open()
+        now = self.clock.now()
+        leader = self._leader
+        if leader is None or leader[0] == params.node or leader[1] <= now:
+            self._leader = (params.node, now + timedelta(seconds=params.ttl))
+            return True
+        return False
+
+    async def resign(self, node: str) -> None:
+        if self._leader is not None and self._leader[0] == node:
+            self._leader = None
+
+    async def stage(self, params: StageParams) -> list[str]:
+        self._check_open()
+        now = self.clock.now()
+        queues: set[str] = set()
+        due = self._due
+        count = 0
+        while due and due[0][0] <= now and count < params.limit:
+            scheduled_at, job_id = heapq.heappop(due)
+            row = self._jobs.get(job_id)
+            if (
+                row is None
+                or row.state not in (JobState.SCHEDULED, JobState.RETRYABLE)
+                or row.scheduled_at != scheduled_at
+            ):
+                continue
+            count += 1
+            holder = self._move(row, _AVAILABLE, now)
+            if holder is not None:
+                self._error(
+                    row, now, "unique_conflict", f"job {holder} holds this job's unique key"
+                )
+                self._move(row, JobState.DISCARDED, now)
+            else:
+                queues.add(row.queue)
+        return sorted(queues)
+
+    async def rescue(self, params: RescueParams) -> int:
+        self._check_open()
+        now = self.clock.now()
+        rescued = 0
+        for job_id in list(self._running):
+            if rescued >= params.limit:
+                break
+            row = self._jobs[job_id]
+            expires = self._nodes.get(row.attempted_by or "")
+            if expires is None or expires <= now:
+                reason = f"node {row.attempted_by} stopped while running attempt {row.attempt}"
+            elif (
+                row.timeout is not None
+                and row.attempted_at is not None
+                and row.attempted_at + timedelta(seconds=row.timeout + params.grace) < now
+            ):
+                reason = f"attempt {row.attempt} ran past its timeout plus grace"
+            else:
+                continue
+            rescued += 1
+            row.rescues += 1
+            if row.rescues >= params.max_rescues:
+                self._error(row, now, "worker_lost", f"{reason}; rescued {row.rescues} times")
+                self._move(row, JobState.DISCARDED, now)
+            elif row.attempt >= row.max_attempts:
+                self._error(row, now, "rescued", f"{reason}; attempts exhausted")
+                self._move(row, JobState.DISCARDED, now)
+            else:
+                self._error(row, now, "rescued", reason)
+                row.scheduled_at = now
+                self._move(row, JobState.RETRYABLE, now)
+        return rescued
+
+    async def prune(self, params: PruneParams) -> int:
+        self._check_open()
+        now = self.clock.now()
+        pruned = 0
+        for state, retention in params.retention.items():
+            finished = self._finished[state]
+            horizon = now - timedelta(seconds=retention)
+            while finished and finished[0][0] <= horizon and pruned < params.limit:
+                finalized_at, job_id = finished.popleft()
+                row = self._jobs.get(job_id)
+                if row is not None and row.state is state and row.finalized_at == finalized_at:
+                    del self._jobs[job_id]
+                    if row.holds_key() and row.unique_key is not None:
+                        self._holders.pop(row.unique_key, None)
+                    pruned += 1
+        return pruned
+
+    async def subscribe(self, on_insert: Callable[[str], None]) -> None:
+        return None  # one process: the bus wakes its own workers
+
+    # -- admin
+    def _row(self, job_id: int) -> _Row:
+        row = self._jobs.get(job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        return row
+
+    async def get(self, job_id: int) -> Job | None:
+        self._check_open()
+        row = self._jobs.get(job_id)
+        return None if row is None else row.to_job()
+
+    async def list(self, params: ListParams) -> list[Job]:
+        self._check_open()
+        result = []
+        for job_id in sorted(self._jobs):
+            row = self._jobs[job_id]
+            if params.state is not None and row.state is not params.state:
+                continue
+            if params.queue is not None and row.queue != params.queue:
+                continue
+            if params.handler is not None and row.handler != params.handler:
+                continue
+            result.append(row.to_job())
+            if len(result) >= params.limit:
+                break
+        return result
+
+    async def retry(self, job_id: int) -> Job:
+        self._check_open()
+        row = self._row(job_id)
+        if row.state in (_RUNNING, _AVAILABLE):
+            return row.to_job()
+        now = self.clock.now()
+        old_scheduled = row.scheduled_at
+        row.scheduled_at = now
+        holder = self._move(row, _AVAILABLE, now)
+        if holder is not None:
+            row.scheduled_at = old_scheduled
+            raise UniqueConflict(job_id, holder)
+        if row.attempt >= row.max_attempts:
+            row.max_attempts = row.attempt + 1
+        return row.to_job()
+
+    async def cancel(self, job_id: int) -> Job:
+        self._check_open()
+        row = self._row(job_id)
+        if row.state in TERMINAL_STATES:
+            return row.to_job()
+        now = self.clock.now()
+        self._error(row, now, "cancelled", "cancelled through the admin API")
+        self._move(row, JobState.CANCELLED, now)
+        return row.to_job()
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        self._check_open()
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._jobs.values():
+            by_state = counts.setdefault(row.queue, {})
+            by_state[row.state.value] = by_state.get(row.state.value, 0) + 1
+        return counts
