@@ -1,0 +1,109 @@
+"""relaybus: an async-first event bus with a durable background job system.
+
+Everything public is re-exported here; modules starting with ``_`` are internal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import testing
+from ._bus import Bus, DispatchMiddleware, HandlerMiddleware
+from ._clock import Clock, SystemClock
+from ._context import Context, Dispatch
+from ._errors import (
+    Cancel,
+    ConfigurationError,
+    Discard,
+    DispatchError,
+    EventError,
+    HandlerOutcome,
+    JobNotFound,
+    PayloadTooLarge,
+    RelaybusError,
+    Snooze,
+    StoreClosed,
+    StoreError,
+    UniqueConflict,
+)
+from ._events import Event
+from ._handlers import Handler, JobHandler
+from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
+from ._runtime.worker import Worker
+from ._types import (
+    PENDING_STATES,
+    DispatchResult,
+    InsertResult,
+    Job,
+    JobError,
+    JobInfo,
+    JobState,
+    Priority,
+)
+from .stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from .stores.postgres import PostgresStore
+    from .stores.sqlite import SQLiteStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PENDING_STATES",
+    "Backoff",
+    "Bus",
+    "Cancel",
+    "Clock",
+    "ConfigurationError",
+    "Constant",
+    "Context",
+    "Discard",
+    "Dispatch",
+    "DispatchError",
+    "DispatchMiddleware",
+    "DispatchResult",
+    "Event",
+    "EventError",
+    "Exponential",
+    "Handler",
+    "HandlerMiddleware",
+    "HandlerOutcome",
+    "InsertResult",
+    "Job",
+    "JobError",
+    "JobHandler",
+    "JobInfo",
+    "JobNotFound",
+    "JobState",
+    "Linear",
+    "MemoryStore",
+    "PayloadTooLarge",
+    "PostgresStore",
+    "Priority",
+    "RelaybusError",
+    "Replace",
+    "Retention",
+    "SQLiteStore",
+    "Snooze",
+    "StoreClosed",
+    "StoreError",
+    "SystemClock",
+    "Unique",
+    "UniqueConflict",
+    "Worker",
+    "__version__",
+    "testing",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Database stores import their drivers lazily: `import relaybus` needs only the core.
+    if name == "SQLiteStore":
+        from .stores.sqlite import SQLiteStore
+
+        return SQLiteStore
+    if name == "PostgresStore":
+        from .stores.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module 'relaybus' has no attribute {name!r}")

@@ -1,0 +1,457 @@
+"""The Bus: registry of handlers, dispatch, middleware, and the entry point to workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+
+import msgspec
+
+from ._admin import Jobs
+from ._context import Context, Dispatch
+from ._driver import Driver, NewJob
+from ._errors import ConfigurationError, DispatchError, PayloadTooLarge
+from ._handlers import HandlerFunc, InlineSpec, JobSpec, Registry, check_priority
+from ._options import BackoffLike, Replace, Retention, Unique
+from ._types import DispatchResult, InsertResult
+from ._validate import check_name, optional_seconds
+from .stores.memory import MemoryStore
+
+if TYPE_CHECKING:
+    from ._runtime.worker import Worker
+
+__all__ = ["Bus", "HandlerMiddleware", "DispatchMiddleware"]
+
+S = TypeVar("S")
+F = TypeVar("F", bound=HandlerFunc)
+
+HandlerMiddleware = Callable[[Context[Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]
+DispatchMiddleware = Callable[[Dispatch, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+ErrorMode = Literal["raise", "log"]
+
+_encode_meta = msgspec.json.Encoder().encode
+_EMPTY_META = b"{}"
+
+
+class _Plan:
+    """What one dispatch of an event class does; cached per class and registry version."""
+
+    __slots__ = ("codec", "inline", "jobs", "version")
+
+    def __init__(self, registry: Registry, cls: type) -> None:
+        self.codec = registry.codec(cls)
+        self.inline: list[InlineSpec] = list(registry.inline.get(cls, ()))
+        self.jobs: list[JobSpec] = list(registry.jobs.get(cls, ()))
+        self.version = registry.version
+
+
+class Bus(Generic[S]):
+    """An event bus. Register handlers with ``on``/``job``/``register``; open it with
+    ``async with bus:``; ``dispatch`` events; run jobs with ``bus.worker(...)``."""
+
+    def __init__(
+        self,
+        store: Driver | None = None,
+        *,
+        state: S = None,  # type: ignore[assignment]
+        middleware: Sequence[HandlerMiddleware] = (),
+        errors: ErrorMode = "raise",
+        max_payload_bytes: int = 1_048_576,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if errors not in ("raise", "log"):
+            raise ConfigurationError(f"errors must be 'raise' or 'log', not {errors!r}")
+        if max_payload_bytes < 1:
+            raise ConfigurationError("max_payload_bytes must be >= 1")
+        self.store: Driver = store if store is not None else MemoryStore()
+        self.state: S = state
+        self.errors: ErrorMode = errors
+        self.max_payload_bytes = max_payload_bytes
+        self.logger = logger or logging.getLogger("relaybus")
+        self.handler_logger = self.logger.getChild("handler")
+        self.registry = Registry()
+        self.middleware: list[HandlerMiddleware] = list(middleware)
+        self.dispatch_middleware: list[DispatchMiddleware] = []
+        self.jobs = Jobs(self)
+        self._plans: dict[type, _Plan] = {}
+        self._wakers: dict[str, list[Callable[[], None]]] = {}
+        self._cancellers: list[Callable[[int], None]] = []
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"Bus(store={self.store!r})"
+
+    # -- lifecycle
+    async def open(self) -> None:
+        if not self._open:
+            await self.store.open()
+            self._open = True
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            await self.store.close()
+
+    async def __aenter__(self) -> Bus[S]:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- registration
+    def on(self, event: type, *, name: str | None = None) -> Callable[[F], F]:
+        """Register an inline handler: awaited inside ``dispatch``."""
+
+        def decorator(func: F) -> F:
+            self.registry.add_inline(event, func, name)
+            return func
+
+        return decorator
+
+    def job(
+        self,
+        event: type,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 2,
+        max_attempts: int = 10,
+        timeout: float | timedelta | None = 60.0,
+        backoff: BackoffLike | None = None,
+        unique: Unique | None = None,
+        replace: Replace | None = None,
+    ) -> Callable[[F], F]:
+        """Register a job handler: each dispatch inserts one job for it into the store."""
+
+        def decorator(func: F) -> F:
+            self.registry.add_job(
+                event,
+                func,
+                name=name,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                backoff=backoff,
+                unique=unique,
+                replace=replace,
+            )
+            return func
+
+        return decorator
+
+    def register(self, handler: object) -> None:
+        """Register a class-based ``rb.Handler[E]`` or ``rb.JobHandler[E]`` instance."""
+        self.registry.register(handler)
+
+    @overload
+    def use(self, middleware: HandlerMiddleware, *, on: Literal["handler"] = ...) -> None: ...
+
+    @overload
+    def use(self, middleware: DispatchMiddleware, *, on: Literal["dispatch"]) -> None: ...
+
+    def use(self, middleware: Any, *, on: Literal["handler", "dispatch"] = "handler") -> None:
+        """Add middleware: around each handler run (default) or around ``dispatch``."""
+        if on == "handler":
+            self.middleware.append(middleware)
+        elif on == "dispatch":
+            self.dispatch_middleware.append(middleware)
+        else:
+            raise ConfigurationError(f"use(on=...) takes 'handler' or 'dispatch', not {on!r}")
+
+    # -- local wake-ups (workers in this process)
+    def add_waker(self, queue: str, wake: Callable[[], None]) -> Callable[[], None]:
+        wakers = self._wakers.setdefault(queue, [])
+        wakers.append(wake)
+        return lambda: wakers.remove(wake)
+
+    def wake(self, queue: str) -> None:
+        for wake in self._wakers.get(queue, ()):
+            wake()
+
+    def add_canceller(self, cancel: Callable[[int], None]) -> Callable[[], None]:
+        self._cancellers.append(cancel)
+        return lambda: self._cancellers.remove(cancel)
+
+    def cancel_local(self, job_id: int) -> None:
+        """Stop a run of ``job_id`` in this process's workers, if any (admin cancel)."""
+        for cancel in self._cancellers:
+            cancel(job_id)
+
+    # -- dispatch
+    def _plan(self, cls: type) -> _Plan:
+        plan = self._plans.get(cls)
+        if plan is None or plan.version != self.registry.version:
+            plan = _Plan(self.registry, cls)
+            self._plans[cls] = plan
+        return plan
+
+    async def dispatch(
+        self,
+        event: Any,
+        *,
+        meta: dict[str, Any] | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        conn: Any = None,
+        errors: ErrorMode | None = None,
+    ) -> DispatchResult:
+        """Insert one job per job handler (one transaction), then run the inline handlers."""
+        results = await self._dispatch(
+            [event], meta, delay, at, priority, queue, conn, errors, single=True
+        )
+        return results[0]
+
+    async def dispatch_many(
+        self,
+        events: Iterable[Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        conn: Any = None,
+        errors: ErrorMode | None = None,
+    ) -> list[DispatchResult]:
+        """``dispatch`` for many events: one transaction and round trip; results in input order."""
+        return await self._dispatch(
+            list(events), meta, delay, at, priority, queue, conn, errors, single=False
+        )
+
+    async def _dispatch(
+        self,
+        events: list[Any],
+        meta: dict[str, Any] | None,
+        delay: float | timedelta | None,
+        at: datetime | None,
+        priority: int | None,
+        queue: str | None,
+        conn: Any,
+        errors: ErrorMode | None,
+        *,
+        single: bool,
+    ) -> list[DispatchResult]:
+        if self.dispatch_middleware:
+            envelope = Dispatch(events=events, meta=dict(meta or {}))
+
+            async def core() -> list[DispatchResult]:
+                return await self._dispatch_core(
+                    envelope.events, envelope.meta, delay, at, priority, queue, conn, errors, single
+                )
+
+            call: Callable[[], Awaitable[Any]] = core
+            for mw in reversed(self.dispatch_middleware):
+                call = _bind_dispatch(mw, envelope, call)
+            result: list[DispatchResult] = await call()
+            return result
+        return await self._dispatch_core(
+            events, meta or {}, delay, at, priority, queue, conn, errors, single
+        )
+
+    async def _dispatch_core(
+        self,
+        events: list[Any],
+        meta: dict[str, Any],
+        delay: float | timedelta | None,
+        at: datetime | None,
+        priority: int | None,
+        queue: str | None,
+        conn: Any,
+        errors: ErrorMode | None,
+        single: bool,
+    ) -> list[DispatchResult]:
+        plans = []
+        for event in events:
+            plans.append(self._plan(type(event)))  # EventError for a non-event
+        results = [DispatchResult(event, []) for event in events]
+        if any(plan.jobs for plan in plans):
+            await self._insert_jobs(events, plans, results, meta, delay, at, priority, queue, conn)
+        failures: list[Exception] = []
+        for event, plan in zip(events, plans, strict=True):
+            if plan.inline:
+                await self._run_inline(event, plan, meta, failures)
+        if failures:
+            mode = errors or self.errors
+            if mode == "raise":
+                raise DispatchError(
+                    f"{len(failures)} inline handler(s) failed",
+                    failures,
+                    results[0] if single else results,
+                )
+            for failure in failures:
+                self.logger.error("inline handler failed", exc_info=failure)
+        return results
+
+    async def _insert_jobs(
+        self,
+        events: list[Any],
+        plans: list[_Plan],
+        results: list[DispatchResult],
+        meta: dict[str, Any],
+        delay: float | timedelta | None,
+        at: datetime | None,
+        priority: int | None,
+        queue: str | None,
+        conn: Any,
+    ) -> None:
+        delay_s = optional_seconds("delay", delay)
+        if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+            raise ConfigurationError("at= must be a timezone-aware datetime")
+        if priority is not None:
+            check_priority(priority)
+        if queue is not None:
+            check_name("queue", queue)
+        if not isinstance(meta, dict):
+            raise ConfigurationError("meta must be a dict")
+        meta_json = _encode_meta(meta) if meta else _EMPTY_META
+        new_jobs: list[NewJob] = []
+        owners: list[tuple[int, JobSpec]] = []
+        for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
+            if not plan.jobs:
+                continue
+            payload = plan.codec.encode(event)
+            if len(payload) > self.max_payload_bytes:
+                raise PayloadTooLarge(
+                    f"event {plan.codec.name!r} encodes to {len(payload)} bytes, over the bus's "
+                    f"max_payload_bytes of {self.max_payload_bytes}"
+                )
+            builtins: Any = None
+            for spec in plan.jobs:
+                job_queue = queue or spec.queue
+                unique = spec.unique
+                key = None
+                if unique is not None:
+                    if builtins is None:
+                        builtins = msgspec.json.decode(payload)
+                    key = unique.base_key(spec.name, job_queue, builtins, meta)
+                new_jobs.append(
+                    NewJob(
+                        handler=spec.name,
+                        event=plan.codec.name,
+                        queue=job_queue,
+                        priority=spec.priority if priority is None else priority,
+                        max_attempts=spec.max_attempts,
+                        payload=payload,
+                        meta=meta_json,
+                        timeout=spec.timeout,
+                        delay=delay_s,
+                        at=at,
+                        unique_key=key,
+                        unique_period=unique.period_seconds if unique is not None else None,
+                        unique_states=unique.mask if unique is not None else 0,
+                        replace=spec.replace.as_map() if spec.replace is not None else {},
+                    )
+                )
+                owners.append((index, spec))
+        inserted = await self.store.insert_many(new_jobs, conn)
+        woken: set[str] = set()
+        for (index, spec), row, new in zip(owners, inserted, new_jobs, strict=True):
+            results[index].jobs.append(InsertResult(row.id, spec.name, row.outcome))
+            if row.outcome != "duplicate":
+                woken.add(new.queue)
+        if conn is None:  # inside the caller's transaction, workers learn of it after commit
+            for name in woken:
+                self.wake(name)
+
+    async def _run_inline(
+        self, event: Any, plan: _Plan, meta: dict[str, Any], failures: list[Exception]
+    ) -> None:
+        ctx: Context[S] = Context(
+            state=self.state,
+            bus=self,
+            event=event,
+            handler="",
+            meta=meta,
+            logger=self.handler_logger,
+        )
+        middleware = self.middleware
+        for spec in plan.inline:
+            ctx.handler = spec.name
+            try:
+                if middleware:
+                    await run_with_middleware(middleware, spec.call, event, ctx)
+                else:
+                    await spec.call(event, ctx)
+            except Exception as exc:
+                failures.append(exc)
+
+    # -- workers
+    def worker(
+        self,
+        *,
+        queues: dict[str, int] | None = None,
+        node: str | None = None,
+        poll_interval: float | timedelta = 1.0,
+        heartbeat_interval: float | timedelta = 5.0,
+        node_ttl: float | timedelta = 30.0,
+        rescue_interval: float | timedelta = 15.0,
+        max_rescues: int = 3,
+        grace: float | timedelta = 30.0,
+        prune_interval: float | timedelta = 60.0,
+        retention: Retention | None = None,
+        handle_signals: bool = False,
+    ) -> Worker:
+        """A worker running this bus's jobs; ``async with bus.worker(...):`` or ``await w.run()``."""
+        from ._runtime.worker import Worker, WorkerConfig
+
+        config = WorkerConfig.build(
+            queues=queues,
+            node=node,
+            poll_interval=poll_interval,
+            heartbeat_interval=heartbeat_interval,
+            node_ttl=node_ttl,
+            rescue_interval=rescue_interval,
+            max_rescues=max_rescues,
+            grace=grace,
+            prune_interval=prune_interval,
+            retention=retention,
+            handle_signals=handle_signals,
+        )
+        return Worker(self, config)
+
+
+def _bind_dispatch(
+    mw: DispatchMiddleware, envelope: Dispatch, call_next: Callable[[], Awaitable[Any]]
+) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        return await mw(envelope, call_next)
+
+    return call
+
+
+async def run_with_middleware(
+    middleware: Sequence[HandlerMiddleware],
+    handler: Callable[[Any, Context[Any]], Awaitable[Any]],
+    event: Any,
+    ctx: Context[Any],
+) -> Any:
+    """Run ``handler`` inside ``middleware``, outermost first."""
+
+    async def innermost() -> Any:
+        return await handler(event, ctx)
+
+    call: Callable[[], Awaitable[Any]] = innermost
+    for mw in reversed(middleware):
+        call = _bind_handler(mw, ctx, call)
+    return await call()
+
+
+def _bind_handler(
+    mw: HandlerMiddleware, ctx: Context[Any], call_next: Callable[[], Awaitable[Any]]
+) -> Callable[[], Awaitable[Any]]:
+    async def call() -> Any:
+        return await mw(ctx, call_next)
+
+    return call

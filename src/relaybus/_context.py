@@ -1,0 +1,63 @@
+"""What handlers and middleware receive: Context (per handler run) and Dispatch (per dispatch)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from ._types import JobInfo
+
+if TYPE_CHECKING:
+    from ._bus import Bus
+
+__all__ = ["Context", "Dispatch"]
+
+S = TypeVar("S")
+
+
+class Context(Generic[S]):
+    """The second argument of every handler.
+
+    - ``state``: the object given as ``rb.Bus(state=...)`` (type it with ``rb.Context[AppState]``)
+    - ``bus``: dispatch follow-up events
+    - ``job``: ``None`` inline; for jobs a :class:`JobInfo` (id, attempt, max_attempts, queue,
+      priority, meta, inserted_at, scheduled_at)
+    - ``meta``: the dispatch's meta (a job's stored meta)
+    - ``logger``: a logger for handler code
+    - ``event`` and ``handler``: the event being handled and the handler's name (for middleware)
+    """
+
+    __slots__ = ("bus", "event", "handler", "job", "logger", "meta", "state")
+
+    def __init__(
+        self,
+        *,
+        state: S,
+        bus: Bus,
+        event: Any,
+        handler: str,
+        meta: dict[str, Any],
+        logger: logging.Logger,
+        job: JobInfo | None = None,
+    ) -> None:
+        self.state = state
+        self.bus = bus
+        self.event = event
+        self.handler = handler
+        self.meta = meta
+        self.logger = logger
+        self.job = job
+
+    def __repr__(self) -> str:
+        where = f"job={self.job.id}" if self.job is not None else "inline"
+        return f"Context(handler={self.handler!r}, {where})"
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """What dispatch middleware sees and may change before the events are handled."""
+
+    events: list[Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)

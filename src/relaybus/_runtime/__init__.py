@@ -1,0 +1,1 @@
+"""The worker runtime: small services sharing one lifecycle (see docs/architecture.md)."""

@@ -1,0 +1,145 @@
+"""Executor: runs one claimed job and turns what happened into a Completion."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from .._bus import run_with_middleware
+from .._context import Context
+from .._driver import Claimed, Completion
+from .._errors import Cancel, Discard, Snooze
+from .._handlers import JobSpec
+from .._options import Exponential
+from .._types import JobError, JobInfo
+
+if TYPE_CHECKING:
+    from .._bus import Bus
+
+__all__ = ["Executor"]
+
+_DEFAULT_BACKOFF = Exponential()
+
+
+def _kind(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Executor:
+    """Decodes the payload, builds the context, applies middleware and the timeout, runs the
+    handler and maps the outcome. Never raises for anything a handler does, except
+    cancellation (the caller decides what a cancelled run means)."""
+
+    def __init__(self, bus: Bus[Any], logger: logging.Logger | None = None) -> None:
+        self._bus = bus
+        self._registry = bus.registry
+        self._clock = bus.store.clock
+        self._logger = logger or bus.logger.getChild("worker")
+
+    async def execute(self, job: Claimed) -> Completion:
+        spec = self._registry.job_by_name.get(job.handler)
+        if spec is None:
+            return self._failed(
+                job, None, "unknown_handler", f"no job handler named {job.handler!r} on this bus"
+            )
+        codec = self._registry.codecs[spec.event]
+        if job.event != codec.name:
+            return self._failed(
+                job,
+                spec,
+                "decode_error",
+                f"job holds event {job.event!r} but handler {spec.name!r} takes {codec.name!r}",
+            )
+        try:
+            event = codec.decode(job.payload)
+        except Exception as exc:
+            return self._failed(
+                job,
+                spec,
+                "decode_error",
+                f"payload does not decode into {spec.event.__qualname__}: {exc}",
+            )
+        ctx: Context[Any] = Context(
+            state=self._bus.state,
+            bus=self._bus,
+            event=event,
+            handler=spec.name,
+            meta=job.meta,
+            logger=self._bus.handler_logger,
+            job=JobInfo(
+                job.id,
+                job.handler,
+                job.attempt,
+                job.max_attempts,
+                job.queue,
+                job.priority,
+                job.meta,
+                job.inserted_at,
+                job.scheduled_at,
+            ),
+        )
+        timeout = spec.timeout
+        scope: asyncio.Timeout | None = None
+        try:
+            if timeout is None:
+                await self._call(spec, event, ctx)
+            else:
+                async with asyncio.timeout(timeout) as scope:
+                    await self._call(spec, event, ctx)
+        except Snooze as snooze:
+            return Completion(job.id, job.attempt, "snooze", None, snooze.seconds)
+        except Cancel as cancel:
+            return Completion(
+                job.id, job.attempt, "cancel", self._error(job, "cancelled", cancel.reason)
+            )
+        except Discard as discard:
+            return Completion(
+                job.id, job.attempt, "discard", self._error(job, "discarded", discard.reason)
+            )
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if scope is not None and scope.expired() and isinstance(exc, TimeoutError):
+                note = "" if spec.is_async else " (sync handler abandoned in its thread)"
+                return self._failed(job, spec, "timeout", f"timed out after {timeout}s{note}")
+            return self._failed(
+                job, spec, _kind(exc), str(exc) or repr(exc), "".join(traceback.format_exception(exc))
+            )
+        return Completion(job.id, job.attempt, "completed")
+
+    async def _call(self, spec: JobSpec, event: Any, ctx: Context[Any]) -> None:
+        middleware = self._bus.middleware
+        if middleware:
+            await run_with_middleware(middleware, spec.call, event, ctx)
+        else:
+            await spec.call(event, ctx)
+
+    def _error(self, job: Claimed, kind: str, message: str, tb: str | None = None) -> JobError:
+        return JobError(self._clock.now(), job.attempt, kind, message, tb)
+
+    def _failed(
+        self, job: Claimed, spec: JobSpec | None, kind: str, message: str, tb: str | None = None
+    ) -> Completion:
+        error = self._error(job, kind, message, tb)
+        if job.attempt >= job.max_attempts:
+            self._logger.error(
+                "job %s (%s) attempt %s/%s failed with %s; discarded",
+                job.id, job.handler, job.attempt, job.max_attempts, kind,
+            )
+            return Completion(job.id, job.attempt, "discard", error)
+        backoff = spec.backoff if spec is not None else _DEFAULT_BACKOFF
+        try:
+            delay = max(0.0, float(backoff(job.attempt)))
+        except Exception:
+            self._logger.exception("backoff of handler %s failed; using the default", job.handler)
+            delay = _DEFAULT_BACKOFF(job.attempt)
+        self._logger.warning(
+            "job %s (%s) attempt %s/%s failed with %s; retry in %.3gs",
+            job.id, job.handler, job.attempt, job.max_attempts, kind, delay,
+        )
+        return Completion(job.id, job.attempt, "retry", error, delay)

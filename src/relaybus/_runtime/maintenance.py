@@ -1,0 +1,141 @@
+"""Leader-only maintenance: Stager, Rescuer, Pruner (plus the node's Heartbeat)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .._driver import Driver, HeartbeatParams, PruneParams, RescueParams, StageParams
+from .._options import Retention
+from .._types import TERMINAL_STATES
+from .elector import Elector
+from .node import NodeState
+from .service import Periodic
+
+__all__ = ["Heartbeat", "Pruner", "Rescuer", "Stager"]
+
+
+class _LeaderService(Periodic):
+    leader_only = True
+
+    def __init__(self, interval: float, logger: logging.Logger, elector: Elector) -> None:
+        super().__init__(interval, logger)
+        self._elector = elector
+
+    def active(self) -> bool:
+        return self._elector.is_leader()
+
+
+class Stager(_LeaderService):
+    """Makes due scheduled and retryable jobs available, and wakes local producers."""
+
+    name = "stager"
+
+    def __init__(
+        self,
+        store: Driver,
+        interval: float,
+        logger: logging.Logger,
+        elector: Elector,
+        wake: Callable[[str], None],
+    ) -> None:
+        super().__init__(interval, logger, elector)
+        self._store = store
+        self._wake = wake
+
+    async def run_once(self) -> int:
+        total = 0
+        while True:
+            queues = await self._store.stage(StageParams(limit=1000))
+            for queue in queues:
+                self._wake(queue)
+            total += len(queues)
+            if not queues:
+                return total
+
+
+class Rescuer(_LeaderService):
+    """Returns the running jobs of dead nodes (and jobs past timeout + grace) to retryable."""
+
+    name = "rescuer"
+
+    def __init__(
+        self,
+        store: Driver,
+        interval: float,
+        logger: logging.Logger,
+        elector: Elector,
+        *,
+        grace: float,
+        max_rescues: int,
+    ) -> None:
+        super().__init__(interval, logger, elector)
+        self._store = store
+        self._params = RescueParams(grace=grace, max_rescues=max_rescues)
+
+    async def run_once(self) -> int:
+        total = 0
+        while True:
+            rescued = await self._store.rescue(self._params)
+            total += rescued
+            if rescued < self._params.limit:
+                if total:
+                    self.logger.warning("rescued %d jobs of stopped nodes", total)
+                return total
+
+
+class Pruner(_LeaderService):
+    """Deletes finished jobs past their retention, in bounded batches."""
+
+    name = "pruner"
+
+    def __init__(
+        self,
+        store: Driver,
+        interval: float,
+        logger: logging.Logger,
+        elector: Elector,
+        retention: Retention,
+    ) -> None:
+        super().__init__(interval, logger, elector)
+        self._store = store
+        self._params = PruneParams(
+            retention={state: retention.seconds_for(state) for state in TERMINAL_STATES},
+            limit=1000,
+        )
+
+    async def run_once(self) -> int:
+        total = 0
+        while True:
+            pruned = await self._store.prune(self._params)
+            total += pruned
+            if pruned < self._params.limit:
+                return total
+
+
+class Heartbeat(Periodic):
+    """Stamps this node alive (the store's clock) and stops runs the store took away."""
+
+    name = "heartbeat"
+
+    def __init__(
+        self,
+        store: Driver,
+        interval: float,
+        logger: logging.Logger,
+        node: NodeState,
+        ttl: float,
+    ) -> None:
+        super().__init__(interval, logger)
+        self._store = store
+        self._node = node
+        self._ttl = ttl
+
+    async def run_once(self) -> list[int]:
+        lost = await self._store.heartbeat(
+            HeartbeatParams(self._node.id, self._ttl, self._node.running_pairs())
+        )
+        for job_id in lost:
+            if self._node.cancel(job_id, "lost"):
+                self.logger.warning("job %s was cancelled or rescued elsewhere; stopped it", job_id)
+        return lost
