@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._driver import ListParams
 from ._types import Job, JobState
@@ -17,7 +17,7 @@ __all__ = ["Jobs"]
 class Jobs:
     """Inspect and steer jobs in the bus's store."""
 
-    def __init__(self, bus: Bus[object]) -> None:
+    def __init__(self, bus: Bus[Any]) -> None:
         self._bus = bus
 
     async def get(self, job_id: int) -> Job | None:

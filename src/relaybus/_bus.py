@@ -403,7 +403,7 @@ class Bus(Generic[S]):
         retention: Retention | None = None,
         handle_signals: bool = False,
     ) -> Worker:
-        """A worker running this bus's jobs; ``async with bus.worker(...):`` or ``await w.run()``."""
+        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``."""
         from ._runtime.worker import Worker, WorkerConfig
 
         config = WorkerConfig.build(

@@ -34,7 +34,7 @@ class Context(Generic[S]):
         self,
         *,
         state: S,
-        bus: Bus,
+        bus: Bus[Any],
         event: Any,
         handler: str,
         meta: dict[str, Any],

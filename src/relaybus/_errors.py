@@ -75,7 +75,7 @@ class StoreClosed(StoreError):
     """The store is not open: use ``async with bus:`` (or ``await bus.open()``)."""
 
 
-class DispatchError(RelaybusError, ExceptionGroup):  # type: ignore[misc]
+class DispatchError(RelaybusError, ExceptionGroup[Exception]):
     """One or more inline handlers failed; jobs were inserted all the same.
 
     ``exceptions`` holds every failure; ``result`` the dispatch result(s).
@@ -91,7 +91,7 @@ class DispatchError(RelaybusError, ExceptionGroup):  # type: ignore[misc]
     def __init__(self, message: str, exceptions: Any, result: Any = None) -> None:
         super().__init__(message, exceptions)
 
-    def derive(self, excs: Any) -> DispatchError:
+    def derive(self, excs: Any) -> DispatchError:  # type: ignore[override]
         return DispatchError(self.message, excs, self.result)
 
 

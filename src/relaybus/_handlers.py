@@ -38,7 +38,9 @@ AsyncHandler = Callable[[Any, Context[Any]], Awaitable[Any]]
 
 def check_priority(priority: object) -> int:
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 9:
-        raise ConfigurationError(f"priority must be an integer 0-9 (lower runs first), not {priority!r}")
+        raise ConfigurationError(
+            f"priority must be an integer 0-9 (lower runs first), not {priority!r}"
+        )
     return int(priority)
 
 
@@ -85,9 +87,9 @@ async def call_in_daemon_thread(func: Callable[..., T], *args: Any) -> T:
 
 def _as_async(func: HandlerFunc) -> tuple[AsyncHandler, bool]:
     """An async callable for ``func`` and whether ``func`` itself is async."""
-    target = func.__call__ if not inspect.isroutine(func) and callable(func) else func
+    target: Any = func if inspect.isroutine(func) else getattr(func, "__call__", func)  # noqa: B004
     if inspect.iscoroutinefunction(target):
-        return func, True  # type: ignore[return-value]
+        return func, True
 
     async def in_thread(event: Any, ctx: Context[Any]) -> Any:
         return await call_in_daemon_thread(func, event, ctx)

@@ -125,7 +125,9 @@ class Unique:
         by = tuple(self.by)
         bad = set(by) - _UNIQUE_BY
         if bad:
-            raise ConfigurationError(f"Unique(by=...) takes payload, queue, meta; not {sorted(bad)}")
+            raise ConfigurationError(
+                f"Unique(by=...) takes payload, queue, meta; not {sorted(bad)}"
+            )
         object.__setattr__(self, "by", by)
         if self.keys is not None:
             object.__setattr__(self, "keys", tuple(self.keys))
@@ -184,7 +186,9 @@ def bucket_key(base: bytes, period: float | None, epoch_seconds: float) -> bytes
 
 
 ReplaceField = Literal["payload", "priority", "meta", "scheduled_at", "queue", "max_attempts"]
-_REPLACE_FIELDS = frozenset({"payload", "priority", "meta", "scheduled_at", "queue", "max_attempts"})
+_REPLACE_FIELDS = frozenset(
+    {"payload", "priority", "meta", "scheduled_at", "queue", "max_attempts"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """The state of a job. A ``str`` enum: ``JobState.RUNNING == "running"``."""
 
     SCHEDULED = "scheduled"
@@ -35,9 +35,6 @@ class JobState(str, enum.Enum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     DISCARDED = "discarded"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def bit(self) -> int:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-
 from ._testing_drain import drain
-
 
 __all__ = ["FakeClock", "drain"]
 

@@ -107,9 +107,8 @@ class Executor:
             if scope is not None and scope.expired() and isinstance(exc, TimeoutError):
                 note = "" if spec.is_async else " (sync handler abandoned in its thread)"
                 return self._failed(job, spec, "timeout", f"timed out after {timeout}s{note}")
-            return self._failed(
-                job, spec, _kind(exc), str(exc) or repr(exc), "".join(traceback.format_exception(exc))
-            )
+            tb = "".join(traceback.format_exception(exc))
+            return self._failed(job, spec, _kind(exc), str(exc) or repr(exc), tb)
         return Completion(job.id, job.attempt, "completed")
 
     async def _call(self, spec: JobSpec, event: Any, ctx: Context[Any]) -> None:

@@ -72,7 +72,9 @@ class Producer:
                 except Exception:
                     failures += 1
                     delay = min(MIN_POLL * 2**failures, 5.0)
-                    self._logger.exception("fetching from %r failed; retry in %.2gs", self.queue, delay)
+                    self._logger.exception(
+                        "fetching from %r failed; retry in %.2gs", self.queue, delay
+                    )
                     await asyncio.sleep(delay)
                     continue
                 if found == free:
@@ -121,7 +123,7 @@ class Producer:
             self.active.pop(job.id, None)
             run = self._node.runs.pop(job.id, None)
             self._wake.set()
-            if run is not None and run.isolated or not self._node.runs:
+            if (run is not None and run.isolated) or not self._node.runs:
                 self._on_idle()
         if completion is not None:
             self._completer.add(completion)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
@@ -172,6 +171,9 @@ class Worker:
         for producer in self.producers.values():
             producer.wake()
 
+    def _cancel_local(self, job_id: int) -> None:
+        self.node.cancel(job_id, "lost")
+
     def _on_elected(self) -> None:
         self.pruner.ran.clear()
         # Prune as soon as leadership is gained, then every prune_interval.
@@ -197,7 +199,7 @@ class Worker:
         await self.heartbeat.run_once()  # the node row exists before the first claim
         unsubscribe = await bus.store.subscribe(self._wake_queue)
         removers = [bus.add_waker(queue, p.wake) for queue, p in self.producers.items()]
-        removers.append(bus.add_canceller(lambda job_id: self.node.cancel(job_id, "lost")))
+        removers.append(bus.add_canceller(self._cancel_local))
         removers.append(self._install_signals())
         services: list[Periodic] = [self.heartbeat, self.elector, self.stager, self.rescuer]
         services.append(self.pruner)

@@ -218,7 +218,9 @@ class MemoryStore:
         self._move(row, state, now, fresh=True)
         return Inserted(row.id, "inserted")
 
-    def _on_conflict(self, row: _Row, job: NewJob, scheduled_at: datetime, now: datetime) -> Inserted:
+    def _on_conflict(
+        self, row: _Row, job: NewJob, scheduled_at: datetime, now: datetime
+    ) -> Inserted:
         fields = job.replace.get(row.state, ()) if row.state is not _RUNNING else ()
         if not fields:
             return Inserted(row.id, "duplicate")
