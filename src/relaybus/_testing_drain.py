@@ -42,7 +42,7 @@ async def drain(bus: Bus[Any], *, queues: list[str] | None = None, max_jobs: int
                     jobs = await store.fetch(FetchParams(queue, 1, node, 1 << 30, True))
                     if not jobs:
                         break
-                    completion = await executor.execute(jobs[0])
+                    completion = await executor.execute_with_timeout(jobs[0])
                     await store.complete_many([completion])
                     ran += 1
                     progress = True

@@ -30,6 +30,25 @@ def _kind(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+class _Deadline:
+    """Cancels the current task after ``seconds`` (a lighter ``asyncio.timeout``: one timer
+    handle, no context manager). ``expired`` tells a timeout from any other cancellation."""
+
+    __slots__ = ("expired", "handle", "task")
+
+    def __init__(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        assert task is not None
+        self.task = task
+        self.expired = False
+        self.handle = loop.call_at(loop.time() + seconds, self._fire)
+
+    def _fire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+
 class Executor:
     """Decodes the payload, builds the context, applies middleware and the timeout, runs the
     handler and maps the outcome. Never raises for anything a handler does, except
@@ -41,7 +60,35 @@ class Executor:
         self._clock = bus.store.clock
         self._logger = logger or bus.logger.getChild("worker")
 
+    def timeout_of(self, job: Claimed) -> float | None:
+        """The handler's timeout (the stored one when this bus lacks the handler)."""
+        spec = self._registry.job_by_name.get(job.handler)
+        return spec.timeout if spec is not None else job.timeout
+
+    def timed_out(self, job: Claimed) -> Completion:
+        """The failed attempt of a run stopped at its timeout."""
+        spec = self._registry.job_by_name.get(job.handler)
+        timeout = self.timeout_of(job)
+        note = "" if spec is None or spec.is_async else " (sync handler abandoned in its thread)"
+        return self._failed(job, spec, "timeout", f"timed out after {timeout}s{note}")
+
+    async def execute_with_timeout(self, job: Claimed) -> Completion:
+        """``execute`` under the handler's timeout, in the current task (for ``drain``)."""
+        timeout = self.timeout_of(job)
+        deadline = None if timeout is None else _Deadline(timeout)
+        try:
+            return await self.execute(job)
+        except asyncio.CancelledError:
+            if deadline is None or not deadline.expired:
+                raise
+            deadline.task.uncancel()
+            return self.timed_out(job)
+        finally:
+            if deadline is not None:
+                deadline.handle.cancel()
+
     async def execute(self, job: Claimed) -> Completion:
+        """Run ``job`` (no timeout: the caller enforces it by cancelling the task)."""
         spec = self._registry.job_by_name.get(job.handler)
         if spec is None:
             return self._failed(
@@ -83,14 +130,8 @@ class Executor:
                 job.scheduled_at,
             ),
         )
-        timeout = spec.timeout
-        scope: asyncio.Timeout | None = None
         try:
-            if timeout is None:
-                await self._call(spec, event, ctx)
-            else:
-                async with asyncio.timeout(timeout) as scope:
-                    await self._call(spec, event, ctx)
+            await self._call(spec, event, ctx)
         except Snooze as snooze:
             return Completion(job.id, job.attempt, "snooze", None, snooze.seconds)
         except Cancel as cancel:
@@ -104,9 +145,6 @@ class Executor:
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
-            if scope is not None and scope.expired() and isinstance(exc, TimeoutError):
-                note = "" if spec.is_async else " (sync handler abandoned in its thread)"
-                return self._failed(job, spec, "timeout", f"timed out after {timeout}s{note}")
             tb = "".join(traceback.format_exception(exc))
             return self._failed(job, spec, _kind(exc), str(exc) or repr(exc), tb)
         return Completion(job.id, job.attempt, "completed")

@@ -1,9 +1,11 @@
-"""Producer: one per queue; claims jobs while it has free slots and starts their runs."""
+"""Producer: one per queue. A fetch loop claims jobs for idle slots; ``concurrency`` slots run
+them. Slots are long-lived coroutines, so a job costs no task creation."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from .._driver import Claimed, Completion, Driver, FetchParams
@@ -17,8 +19,8 @@ MIN_POLL = 0.05
 
 
 class Producer:
-    """Fetches up to its free slots whenever woken (an insert in this process, a notification,
-    a finished run, the stager) or when its poll interval runs out.
+    """Fetches as many jobs as it has idle slots whenever woken (an insert in this process, a
+    notification, a slot going idle, the stager) or when its poll interval runs out.
 
     Stores that cannot push notifications are polled adaptively: from 50 ms, doubling while
     idle up to ``poll_interval``, and back to 50 ms as soon as a fetch finds work.
@@ -48,26 +50,32 @@ class Producer:
         self._poll = MIN_POLL if self._adaptive else poll_interval
         self._on_idle = on_idle
         self._logger = logger
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the fetch loop's
+        self._jobs_ready = asyncio.Event()  # the idle slots'
+        self._ready: deque[Claimed] = deque()
+        self._idle_slots = 0
         self._stopping = False
-        self.active: dict[int, asyncio.Task[None]] = {}
+        self.slots: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self) -> None:
+        """Stop fetching; slots finish their current job and end."""
         self._stopping = True
         self._wake.set()
+        self._jobs_ready.set()
 
     async def run(self) -> None:
+        """The fetch loop; starts the slots. Returns once stopped (slots may still run)."""
+        self.slots = [asyncio.create_task(self._slot()) for _ in range(self.concurrency)]
         failures = 0
         while not self._stopping:
             self._wake.clear()
-            free = self.concurrency - len(self.active)
-            found = 0
-            if free > 0 and not self._node.isolated:
+            wanted = self._idle_slots - len(self._ready)
+            if wanted > 0 and not self._node.isolated:
                 try:
-                    found = await self._fetch(free)
+                    found = await self._fetch(wanted)
                     failures = 0
                 except Exception:
                     failures += 1
@@ -77,10 +85,10 @@ class Producer:
                     )
                     await asyncio.sleep(delay)
                     continue
-                if found == free:
-                    continue  # there may be more: fetch again as soon as a slot frees
-            if found and self._adaptive:
-                self._poll = MIN_POLL
+                if found:
+                    if self._adaptive:
+                        self._poll = MIN_POLL
+                    continue  # slots wake us when they go idle again
             if self._wake.is_set():
                 continue
             try:
@@ -89,41 +97,73 @@ class Producer:
             except TimeoutError:
                 if self._adaptive:
                     self._poll = min(self._poll * 2, self._max_poll)
+        # Claimed but never started: hand back at once, attempt refunded.
+        while self._ready:
+            job = self._ready.popleft()
+            self._completer.add(Completion(job.id, job.attempt, "return"))
 
-    async def _fetch(self, free: int) -> int:
+    async def _fetch(self, wanted: int) -> int:
         node = self._node
         async with node.fetch_lock:  # one fetch at a time per node: isolation stays exact
             if self._stopping or node.isolated:
                 return 0
             jobs = await self._store.fetch(
-                FetchParams(self.queue, free, node.id, node.isolate_after, not node.runs)
+                FetchParams(self.queue, wanted, node.id, node.isolate_after, not node.runs)
             )
-            for job in jobs:
-                self._start(job)
+            if jobs:
+                for job in jobs:
+                    if job.rescues >= node.isolate_after:
+                        node.isolated_job = job.id  # runs alone: fetch nothing else meanwhile
+                self._ready.extend(jobs)
+                self._jobs_ready.set()
         return len(jobs)
 
-    def _start(self, job: Claimed) -> None:
-        task = asyncio.create_task(self._run(job))
-        self.active[job.id] = task
-        self._node.runs[job.id] = Run(
-            job.id, job.attempt, task, job.rescues >= self._node.isolate_after
-        )
+    async def _slot(self) -> None:
+        ready = self._ready
+        while True:
+            if not ready:
+                if self._stopping:
+                    return
+                self._idle_slots += 1
+                self._jobs_ready.clear()
+                self._wake.set()
+                try:
+                    await self._jobs_ready.wait()
+                finally:
+                    self._idle_slots -= 1
+                continue
+            if self._stopping:
+                return  # left in the buffer: run() hands them back
+            await self._run(ready.popleft())
 
     async def _run(self, job: Claimed) -> None:
+        node = self._node
+        task = asyncio.current_task()
+        assert task is not None
+        timeout = self._executor.timeout_of(job)
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        run = Run(job.id, job.attempt, task, deadline)
+        node.runs[job.id] = run
         completion: Completion | None
         try:
             completion = await self._executor.execute(job)
         except asyncio.CancelledError:
-            run = self._node.runs.get(job.id)
-            reason = run.cancel_reason if run is not None else "shutdown"
-            # Shutdown: back to available, attempt refunded. Lost (admin cancel or rescued
-            # elsewhere): the store already moved on; write nothing.
-            completion = Completion(job.id, job.attempt, "return") if reason != "lost" else None
+            if run.cancel_reason is None:
+                raise  # the slot itself is being cancelled
+            task.uncancel()
+            reason = run.cancel_reason
+            # Timeout: a failed attempt. Shutdown: back to available, attempt refunded. Lost
+            # (admin cancel, or rescued elsewhere): the store already moved on; write nothing.
+            if reason == "timeout":
+                completion = self._executor.timed_out(job)
+            elif reason == "shutdown":
+                completion = Completion(job.id, job.attempt, "return")
+            else:
+                completion = None
         finally:
-            self.active.pop(job.id, None)
-            run = self._node.runs.pop(job.id, None)
-            self._wake.set()
-            if (run is not None and run.isolated) or not self._node.runs:
-                self._on_idle()
+            del node.runs[job.id]
         if completion is not None:
             self._completer.add(completion)
+        if node.isolated_job == job.id or not node.runs:
+            node.isolated_job = None
+            self._on_idle()

@@ -17,7 +17,7 @@ from .completer import Completer
 from .elector import Elector
 from .executor import Executor
 from .maintenance import Heartbeat, Pruner, Rescuer, Stager
-from .node import NodeState, node_id
+from .node import NodeState, Watchdog, node_id
 from .producer import Producer
 from .service import Periodic
 
@@ -204,6 +204,9 @@ class Worker:
         services: list[Periodic] = [self.heartbeat, self.elector, self.stager, self.rescuer]
         services.append(self.pruner)
         service_tasks = [asyncio.create_task(s.loop(self._stopping)) for s in services]
+        timeouts = [s.timeout for s in bus.registry.job_by_name.values() if s.timeout]
+        self.watchdog = Watchdog(self.node, min(timeouts, default=10.0) / 10)
+        service_tasks.append(asyncio.create_task(self.watchdog.loop(self._stopping)))
         completer_task = asyncio.create_task(self.completer.run())
         producer_tasks = [asyncio.create_task(p.run()) for p in self.producers.values()]
         self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
@@ -238,18 +241,17 @@ class Worker:
         for producer in self.producers.values():
             producer.stop()
         await asyncio.gather(*producer_tasks, return_exceptions=True)
-        runs = [run.task for run in self.node.runs.values()]
-        if runs and self._grace > 0 and not self._force.is_set():
+        slots = [slot for producer in self.producers.values() for slot in producer.slots]
+        pending = [slot for slot in slots if not slot.done()]
+        if pending and self._grace > 0 and not self._force.is_set():
             force = asyncio.ensure_future(self._force.wait())
             try:
-                await asyncio.wait([*runs, force], timeout=self._grace)
+                await asyncio.wait([*pending, force], timeout=self._grace)
             finally:
                 force.cancel()
         for run in list(self.node.runs.values()):
             self.node.cancel(run.job_id, "shutdown")
-        remaining = [run.task for run in self.node.runs.values()]
-        if remaining:
-            await asyncio.gather(*remaining, return_exceptions=True)
+        await asyncio.gather(*slots, return_exceptions=True)
         await self.completer.flush()
 
     async def stop(self, grace: float | timedelta | None = None) -> None:

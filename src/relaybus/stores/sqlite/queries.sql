@@ -53,6 +53,7 @@ INSERT INTO /*prefix*/jobs (
     :handler, :event, :queue, :priority, :state, :max_attempts, CAST(:payload AS TEXT),
     CAST(:meta AS TEXT), :now, :scheduled_at, :timeout, :unique_key, :unique_states
 )
+ON CONFLICT DO NOTHING  -- the unique index decides; the caller then looks up the holder
 RETURNING id
 
 -- name: find_holder
@@ -183,7 +184,7 @@ WHERE id IN (
 -- name: get_job
 SELECT id, handler, event, queue, priority, state, attempt, max_attempts,
     CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
-    inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
+    inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at, unique_key
 FROM /*prefix*/jobs WHERE id = :id
 
 -- name: list_jobs

@@ -1,5 +1,5 @@
--- relaybus schema for SQLite, migration 0001. /*prefix*/ stands for the table prefix
--- (default relaybus_). Times are Unix epoch seconds (REAL, UTC) from the store's clock.
+-- relaybus schema for SQLite, migration 0001. Table and index names start with the store's
+-- table prefix (default relaybus_). Times are Unix epoch seconds (REAL, UTC) from the store's clock.
 
 CREATE TABLE IF NOT EXISTS /*prefix*/jobs (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused

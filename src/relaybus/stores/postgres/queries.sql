@@ -1,0 +1,513 @@
+-- Named queries of PostgresStore. Values are always bound parameters; the only text substituted
+-- is the validated schema and table prefix, at their markers. Wherever a query takes `now`, NULL
+-- means the database clock: coalesce($n::timestamptz, now()).
+
+-- ---------------------------------------------------------------------------------- migrations
+
+-- name: migrate_lock
+SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0));
+
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1::text);
+
+-- name: create_schema
+CREATE SCHEMA /*schema*/;
+
+-- name: migrations_table_exists
+SELECT to_regclass($1::text) IS NOT NULL;
+
+-- name: applied_versions
+SELECT version FROM /*schema*/./*prefix*/migrations ORDER BY version;
+
+-- name: record_version
+INSERT INTO /*schema*/./*prefix*/migrations (version, name) VALUES ($1, $2)
+ON CONFLICT (version) DO NOTHING;
+
+-- ------------------------------------------------------------------------------------ inserting
+
+-- One job without a unique key: one autocommit statement, NOTIFY included.
+-- $1 now, $2 handler, $3 event, $4 queue, $5 priority, $6 max_attempts, $7 payload, $8 meta,
+-- $9 timeout, $10 delay, $11 at, $12 channel.
+-- name: insert_one
+WITH ins AS (
+    INSERT INTO /*schema*/./*prefix*/jobs (
+        handler, event, queue, priority, state, max_attempts, payload, meta,
+        inserted_at, scheduled_at, timeout
+    )
+    SELECT $2::text, $3::text, $4::text, $5::smallint,
+        CASE WHEN t.sched > t.now THEN 'scheduled' ELSE 'available' END,
+        $6::integer, $7::text::jsonb, $8::text::jsonb, t.now, t.sched, $9::float8
+    FROM (
+        SELECT n.now, coalesce($11::timestamptz, n.now + make_interval(secs => $10::float8), n.now)
+            AS sched
+        FROM (SELECT coalesce($1::timestamptz, now()) AS now) n
+    ) t
+    RETURNING id, state, queue
+)
+SELECT id, CASE WHEN state = 'available' THEN pg_notify($12::text, queue) END IS NULL
+FROM ins;
+
+-- Jobs without unique keys: one INSERT ... SELECT FROM unnest; ids in input order.
+-- $1 now, $2 handlers, $3 events, $4 queues, $5 priorities, $6 max_attempts, $7 payloads,
+-- $8 metas, $9 timeouts, $10 delays, $11 ats, $12 channel.
+-- name: insert_plain
+WITH n AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+ins AS (
+    INSERT INTO /*schema*/./*prefix*/jobs (
+        handler, event, queue, priority, state, max_attempts, payload, meta,
+        inserted_at, scheduled_at, timeout
+    )
+    SELECT i.handler, i.event, i.queue, i.priority,
+        CASE WHEN i.sched > i.now THEN 'scheduled' ELSE 'available' END,
+        i.max_attempts, i.payload::jsonb, i.meta::jsonb, i.now, i.sched, i.timeout
+    FROM (
+        SELECT u.*, n.now,
+            coalesce(u.at, n.now + make_interval(secs => u.delay), n.now) AS sched
+        FROM n, unnest(
+            $2::text[], $3::text[], $4::text[], $5::smallint[], $6::integer[], $7::text[],
+            $8::text[], $9::float8[], $10::float8[], $11::timestamptz[]
+        ) WITH ORDINALITY AS u(
+            handler, event, queue, priority, max_attempts, payload, meta, timeout, delay, at, ord
+        )
+        ORDER BY u.ord
+    ) i
+    RETURNING id, state, queue
+),
+notified AS (
+    SELECT pg_notify($12::text, q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
+)
+SELECT array_agg(id ORDER BY id) AS ids, (SELECT count(*) FROM notified) AS notified
+FROM ins;
+
+-- One round of a batch with unique jobs, each unique key at most once in the round. Existing
+-- holders are locked and either replaced (the fields their state lists) or reported as the
+-- duplicate; the other entries are inserted, ON CONFLICT DO NOTHING: an entry whose key was
+-- taken concurrently comes back without an id and the caller runs it again.
+-- Replace masks: payload 1, meta 2, priority 4, queue 8, scheduled_at 16, max_attempts 32.
+-- $1 now, $2 handlers, $3 events, $4 queues, $5 priorities, $6 max_attempts, $7 payloads,
+-- $8 metas, $9 timeouts, $10 delays, $11 ats, $12 base keys, $13 periods (NULL: the key is
+-- final), $14 unique_states, $15 replace masks when available, $16 when scheduled,
+-- $17 when retryable, $18 channel.
+-- Returns (ord, id, outcome) per entry; id is NULL for an entry to run again.
+-- name: insert_unique
+WITH n AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+input AS MATERIALIZED (
+    SELECT u.ord, u.handler, u.event, u.queue, u.priority, u.max_attempts, u.payload, u.meta,
+        u.timeout, u.unique_states, u.rep_available, u.rep_scheduled, u.rep_retryable, n.now,
+        coalesce(u.at, n.now + make_interval(secs => u.delay), n.now) AS sched,
+        CASE WHEN u.base_key IS NULL OR u.period IS NULL THEN u.base_key
+            ELSE sha256(u.base_key || convert_to(
+                ':' || floor(extract(epoch FROM n.now) / u.period::numeric)::bigint::text, 'UTF8'
+            ))
+        END AS ukey
+    FROM n, unnest(
+        $2::text[], $3::text[], $4::text[], $5::smallint[], $6::integer[], $7::text[],
+        $8::text[], $9::float8[], $10::float8[], $11::timestamptz[], $12::bytea[],
+        $13::float8[], $14::integer[], $15::integer[], $16::integer[], $17::integer[]
+    ) WITH ORDINALITY AS u(
+        handler, event, queue, priority, max_attempts, payload, meta, timeout, delay, at,
+        base_key, period, unique_states, rep_available, rep_scheduled, rep_retryable, ord
+    )
+),
+old AS MATERIALIZED (
+    SELECT j.id, j.state, i.ord,
+        CASE j.state
+            WHEN 'available' THEN i.rep_available
+            WHEN 'scheduled' THEN i.rep_scheduled
+            WHEN 'retryable' THEN i.rep_retryable
+            ELSE 0
+        END AS rep
+    FROM input i
+    JOIN /*schema*/./*prefix*/jobs j
+        ON j.unique_key = i.ukey
+        AND /*schema*/./*prefix*/holds_key(j.unique_states, j.state)
+    WHERE i.ukey IS NOT NULL
+    ORDER BY j.id
+    FOR NO KEY UPDATE OF j
+),
+upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        payload = CASE WHEN o.rep & 1 <> 0 THEN i.payload::jsonb ELSE j.payload END,
+        meta = CASE WHEN o.rep & 2 <> 0 THEN i.meta::jsonb ELSE j.meta END,
+        priority = CASE WHEN o.rep & 4 <> 0 THEN i.priority ELSE j.priority END,
+        queue = CASE WHEN o.rep & 8 <> 0 THEN i.queue ELSE j.queue END,
+        max_attempts = CASE WHEN o.rep & 32 <> 0 THEN i.max_attempts ELSE j.max_attempts END,
+        scheduled_at = CASE WHEN o.rep & 16 <> 0 THEN i.sched ELSE j.scheduled_at END,
+        state = CASE
+            WHEN o.rep & 16 = 0 OR j.state = 'retryable' THEN j.state
+            WHEN i.sched > i.now THEN 'scheduled'
+            ELSE 'available'
+        END
+    FROM old o
+    JOIN input i ON i.ord = o.ord
+    WHERE j.id = o.id AND o.rep <> 0 AND o.state <> 'running'
+    RETURNING o.ord, j.state, j.queue
+),
+ins AS (
+    INSERT INTO /*schema*/./*prefix*/jobs (
+        handler, event, queue, priority, state, max_attempts, payload, meta,
+        inserted_at, scheduled_at, timeout, unique_key, unique_states
+    )
+    SELECT i.handler, i.event, i.queue, i.priority,
+        CASE WHEN i.sched > i.now THEN 'scheduled' ELSE 'available' END,
+        i.max_attempts, i.payload::jsonb, i.meta::jsonb, i.now, i.sched, i.timeout,
+        i.ukey, CASE WHEN i.ukey IS NULL THEN 0 ELSE i.unique_states END
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM old o WHERE o.ord = i.ord)
+    ORDER BY i.ord
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL
+        AND /*schema*/./*prefix*/holds_key(unique_states, state)
+        DO NOTHING
+    RETURNING id, unique_key, state, queue
+),
+plain_ids AS (
+    SELECT id, row_number() OVER (ORDER BY id) AS rn FROM ins WHERE unique_key IS NULL
+),
+plain_ords AS (
+    SELECT ord, row_number() OVER (ORDER BY ord) AS rn FROM input WHERE ukey IS NULL
+),
+notified AS (
+    SELECT pg_notify($18::text, q.queue)
+    FROM (
+        SELECT queue FROM ins WHERE state = 'available'
+        UNION
+        SELECT queue FROM upd WHERE state = 'available'
+    ) q
+)
+SELECT i.ord,
+    coalesce(o.id, x.id, p.id) AS id,
+    CASE
+        WHEN u.ord IS NOT NULL THEN 'replaced'
+        WHEN o.id IS NOT NULL THEN 'duplicate'
+        ELSE 'inserted'
+    END AS outcome,
+    (SELECT count(*) FROM notified) AS notified
+FROM input i
+LEFT JOIN old o ON o.ord = i.ord
+LEFT JOIN upd u ON u.ord = i.ord
+LEFT JOIN ins x ON i.ukey IS NOT NULL AND x.unique_key = i.ukey
+LEFT JOIN plain_ords po ON i.ukey IS NULL AND po.ord = i.ord
+LEFT JOIN plain_ids p ON p.rn = po.rn
+ORDER BY i.ord;
+
+-- -------------------------------------------------------------------------------------- working
+
+-- Claim up to $2 available jobs of queue $1 for node $3, in (priority, scheduled_at, id) order.
+-- Jobs rescued $4 times or more run alone: only when $5 (idle) and at the head of the line.
+-- $6 now.
+-- name: fetch
+WITH head AS MATERIALIZED (
+    SELECT id, rescues FROM /*schema*/./*prefix*/jobs
+    WHERE state = 'available' AND queue = $1::text AND $5::boolean
+    ORDER BY priority, scheduled_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+),
+rest AS MATERIALIZED (
+    SELECT id FROM /*schema*/./*prefix*/jobs
+    WHERE state = 'available' AND queue = $1::text AND rescues < $4::integer
+        AND NOT EXISTS (SELECT 1 FROM head WHERE head.rescues >= $4::integer)
+    ORDER BY priority, scheduled_at, id
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE /*schema*/./*prefix*/jobs j SET
+    state = 'running',
+    attempt = j.attempt + 1,
+    attempted_at = coalesce($6::timestamptz, now()),
+    attempted_by = $3::text
+FROM (
+    SELECT id FROM head WHERE rescues >= $4::integer
+    UNION ALL
+    SELECT id FROM rest
+) p
+WHERE j.id = p.id
+RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
+    j.payload::text, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
+
+-- Apply completions by primary key, fenced on (state = running, attempt).
+-- $1 now, $2 ids, $3 attempts, $4 kinds, $5 errors (JSON objects or NULL), $6 delays,
+-- $7 channel. Returns the ids applied.
+-- name: complete_many
+WITH upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        state = CASE c.kind
+            WHEN 'completed' THEN 'completed'
+            WHEN 'cancel' THEN 'cancelled'
+            WHEN 'discard' THEN 'discarded'
+            ELSE CASE
+                WHEN c.delay <= 0 THEN 'available'
+                WHEN c.kind = 'retry' THEN 'retryable'
+                ELSE 'scheduled'
+            END
+        END,
+        attempt = CASE WHEN c.kind IN ('snooze', 'return') THEN j.attempt - 1 ELSE j.attempt END,
+        scheduled_at = CASE
+            WHEN c.kind IN ('retry', 'snooze', 'return')
+                THEN coalesce($1::timestamptz, now()) + make_interval(secs => c.delay)
+            ELSE j.scheduled_at
+        END,
+        finalized_at = CASE
+            WHEN c.kind IN ('completed', 'cancel', 'discard') THEN coalesce($1::timestamptz, now())
+        END,
+        errors = CASE
+            WHEN c.error IS NULL OR c.kind = 'completed' THEN j.errors
+            ELSE j.errors || jsonb_build_array(c.error::jsonb)
+        END
+    FROM unnest($2::bigint[], $3::integer[], $4::text[], $5::text[], $6::float8[])
+        AS c(id, attempt, kind, error, delay)
+    WHERE j.id = c.id AND j.state = 'running' AND j.attempt = c.attempt
+    RETURNING j.id, j.state, j.queue
+),
+notified AS (
+    SELECT pg_notify($7::text, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+)
+SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM upd;
+
+-- ------------------------------------------------------------------------ nodes and maintenance
+
+-- $1 now, $2 node, $3 ttl seconds, $4 running ids, $5 their attempts. Returns the lost ids.
+-- name: heartbeat
+WITH up AS (
+    INSERT INTO /*schema*/./*prefix*/nodes (node, expires_at)
+    VALUES ($2::text, coalesce($1::timestamptz, now()) + make_interval(secs => $3::float8))
+    ON CONFLICT (node) DO UPDATE SET expires_at = EXCLUDED.expires_at
+)
+SELECT r.id
+FROM unnest($4::bigint[], $5::integer[]) AS r(id, attempt)
+WHERE NOT EXISTS (
+    SELECT 1 FROM /*schema*/./*prefix*/jobs j
+    WHERE j.id = r.id AND j.state = 'running' AND j.attempt = r.attempt
+        AND j.attempted_by = $2::text
+);
+
+-- name: release_node
+WITH gone AS (
+    DELETE FROM /*schema*/./*prefix*/nodes WHERE node = $1::text
+)
+DELETE FROM /*schema*/./*prefix*/leader WHERE node = $1::text;
+
+-- $1 now, $2 node, $3 ttl seconds. Returns a row when $2 leads.
+-- name: elect
+INSERT INTO /*schema*/./*prefix*/leader AS l (id, node, expires_at)
+VALUES (true, $2::text, coalesce($1::timestamptz, now()) + make_interval(secs => $3::float8))
+ON CONFLICT (id) DO UPDATE SET node = EXCLUDED.node, expires_at = EXCLUDED.expires_at
+    WHERE l.node = EXCLUDED.node OR l.expires_at <= coalesce($1::timestamptz, now())
+RETURNING node;
+
+-- name: resign
+DELETE FROM /*schema*/./*prefix*/leader WHERE node = $1::text;
+
+-- Make up to $2 due scheduled/retryable jobs available, in due order. A job that does not hold
+-- its unique key now (retryable outside its unique states) and finds it held, by another job or
+-- by an earlier job of this batch, is discarded instead, naming the holder. A holder committed
+-- after this statement's snapshot makes it fail with a unique violation: the caller runs it
+-- again. $1 now, $2 limit, $3 channel. Returns the queues that received available jobs.
+-- name: stage
+WITH due AS MATERIALIZED (
+    SELECT id, queue, unique_key, scheduled_at,
+        unique_key IS NOT NULL
+            AND NOT /*schema*/./*prefix*/holds_key(unique_states, state) AS contested
+    FROM /*schema*/./*prefix*/jobs
+    WHERE state IN ('scheduled', 'retryable')
+        AND scheduled_at <= coalesce($1::timestamptz, now())
+    ORDER BY scheduled_at, id
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+),
+blocked AS (
+    SELECT d.id, coalesce(
+        (
+            SELECT h.id FROM /*schema*/./*prefix*/jobs h
+            WHERE h.unique_key = d.unique_key
+                AND /*schema*/./*prefix*/holds_key(h.unique_states, h.state)
+                AND h.id <> d.id
+            LIMIT 1
+        ),
+        (
+            SELECT e.id FROM due e
+            WHERE e.contested AND e.unique_key = d.unique_key
+                AND (e.scheduled_at, e.id) < (d.scheduled_at, d.id)
+            ORDER BY e.scheduled_at, e.id
+            LIMIT 1
+        )
+    ) AS holder
+    FROM due d
+    WHERE d.contested
+),
+upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        state = CASE WHEN b.holder IS NULL THEN 'available' ELSE 'discarded' END,
+        finalized_at = CASE WHEN b.holder IS NOT NULL THEN coalesce($1::timestamptz, now()) END,
+        errors = CASE WHEN b.holder IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(
+            jsonb_build_object(
+                'at', coalesce($1::timestamptz, now()),
+                'attempt', j.attempt,
+                'kind', 'unique_conflict',
+                'message', format('job %s holds this job''s unique key', b.holder),
+                'traceback', NULL
+            )
+        ) END
+    FROM due d
+    LEFT JOIN blocked b ON b.id = d.id
+    WHERE j.id = d.id
+    RETURNING j.state, j.queue
+)
+SELECT q.queue, pg_notify($3::text, q.queue) IS NULL
+FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+ORDER BY q.queue;
+
+-- Return running jobs of expired nodes, and jobs running past timeout + grace, to retryable
+-- (due now) with a `rescued` error; discarded when attempts are exhausted, or as `worker_lost`
+-- once rescued $3 times. Fenced on state = running. $1 now, $2 grace, $3 max_rescues, $4 limit.
+-- name: rescue
+WITH stuck AS MATERIALIZED (
+    SELECT j.id,
+        CASE WHEN n.expires_at IS NULL OR n.expires_at <= coalesce($1::timestamptz, now())
+            THEN format('node %s stopped while running attempt %s', j.attempted_by, j.attempt)
+            ELSE format('attempt %s ran past its timeout plus grace', j.attempt)
+        END AS reason
+    FROM /*schema*/./*prefix*/jobs j
+    LEFT JOIN /*schema*/./*prefix*/nodes n ON n.node = j.attempted_by
+    WHERE j.state = 'running'
+        AND (
+            n.expires_at IS NULL
+            OR n.expires_at <= coalesce($1::timestamptz, now())
+            OR (
+                j.timeout IS NOT NULL
+                AND j.attempted_at + make_interval(secs => j.timeout + $2::float8)
+                    < coalesce($1::timestamptz, now())
+            )
+        )
+    LIMIT $4::integer
+    FOR UPDATE OF j SKIP LOCKED
+),
+upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        rescues = j.rescues + 1,
+        state = CASE
+            WHEN j.rescues + 1 >= $3::integer OR j.attempt >= j.max_attempts THEN 'discarded'
+            ELSE 'retryable'
+        END,
+        scheduled_at = CASE
+            WHEN j.rescues + 1 >= $3::integer OR j.attempt >= j.max_attempts THEN j.scheduled_at
+            ELSE coalesce($1::timestamptz, now())
+        END,
+        finalized_at = CASE
+            WHEN j.rescues + 1 >= $3::integer OR j.attempt >= j.max_attempts
+                THEN coalesce($1::timestamptz, now())
+        END,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'at', coalesce($1::timestamptz, now()),
+            'attempt', j.attempt,
+            'kind', CASE WHEN j.rescues + 1 >= $3::integer THEN 'worker_lost' ELSE 'rescued' END,
+            'message', CASE
+                WHEN j.rescues + 1 >= $3::integer
+                    THEN format('%s; rescued %s times', s.reason, j.rescues + 1)
+                WHEN j.attempt >= j.max_attempts
+                    THEN format('%s; attempts exhausted', s.reason)
+                ELSE s.reason
+            END,
+            'traceback', NULL
+        ))
+    FROM stuck s
+    WHERE j.id = s.id AND j.state = 'running'
+    RETURNING j.id
+)
+SELECT count(*) FROM upd;
+
+-- Delete finished jobs older than their state's retention, at most $4 in all.
+-- $1 now, $2 states, $3 retentions (seconds), $4 limit.
+-- name: prune
+WITH doomed AS (
+    SELECT d.id
+    FROM unnest($2::text[], $3::float8[]) AS r(state, keep)
+    CROSS JOIN LATERAL (
+        SELECT j.id FROM /*schema*/./*prefix*/jobs j
+        WHERE j.state = r.state
+            AND j.finalized_at <= coalesce($1::timestamptz, now()) - make_interval(secs => r.keep)
+        ORDER BY j.finalized_at
+        LIMIT $4::integer
+        FOR UPDATE SKIP LOCKED
+    ) d
+    LIMIT $4::integer
+),
+gone AS (
+    DELETE FROM /*schema*/./*prefix*/jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
+)
+SELECT count(*) FROM gone;
+
+-- ----------------------------------------------------------------------------------------- admin
+
+-- name: get
+SELECT id, handler, event, queue, priority, state, attempt, max_attempts, payload::text,
+    meta::text, errors::text, inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
+FROM /*schema*/./*prefix*/jobs
+WHERE id = $1::bigint;
+
+-- name: list
+SELECT id, handler, event, queue, priority, state, attempt, max_attempts, payload::text,
+    meta::text, errors::text, inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
+FROM /*schema*/./*prefix*/jobs
+WHERE ($1::text IS NULL OR state = $1::text)
+    AND ($2::text IS NULL OR queue = $2::text)
+    AND ($3::text IS NULL OR handler = $3::text)
+ORDER BY id
+LIMIT $4::integer;
+
+-- Lock one job for the admin retry; holds: whether it holds its unique key now.
+-- name: lock_job
+SELECT state, unique_key IS NOT NULL AND NOT /*schema*/./*prefix*/holds_key(unique_states, state)
+    AS contested
+FROM /*schema*/./*prefix*/jobs
+WHERE id = $1::bigint
+FOR UPDATE;
+
+-- The job holding $2's unique key, other than $2 ($1: unused now, kept for symmetry).
+-- name: key_holder
+SELECT h.id
+FROM /*schema*/./*prefix*/jobs j
+JOIN /*schema*/./*prefix*/jobs h
+    ON h.unique_key = j.unique_key
+    AND /*schema*/./*prefix*/holds_key(h.unique_states, h.state)
+    AND h.id <> j.id
+WHERE j.id = $1::bigint
+LIMIT 1;
+
+-- $1 now, $2 id, $3 channel.
+-- name: retry
+WITH upd AS (
+    UPDATE /*schema*/./*prefix*/jobs SET
+        state = 'available',
+        scheduled_at = coalesce($1::timestamptz, now()),
+        finalized_at = NULL,
+        max_attempts = greatest(max_attempts, attempt + 1)
+    WHERE id = $2::bigint
+    RETURNING id, queue
+)
+SELECT id, pg_notify($3::text, queue) IS NULL FROM upd;
+
+-- $1 now, $2 id.
+-- name: cancel
+UPDATE /*schema*/./*prefix*/jobs SET
+    state = 'cancelled',
+    finalized_at = coalesce($1::timestamptz, now()),
+    errors = errors || jsonb_build_array(jsonb_build_object(
+        'at', coalesce($1::timestamptz, now()),
+        'attempt', attempt,
+        'kind', 'cancelled',
+        'message', 'cancelled through the admin API',
+        'traceback', NULL
+    ))
+WHERE id = $2::bigint AND state IN ('scheduled', 'available', 'running', 'retryable')
+RETURNING id;
+
+-- name: stats
+SELECT queue, state, count(*) FROM /*schema*/./*prefix*/jobs GROUP BY queue, state;
