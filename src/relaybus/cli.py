@@ -1,0 +1,97 @@
+"""The ``relaybus`` command: ``migrate --dsn`` and ``sql --dialect`` (thin over the stores)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import RelaybusError
+from ._sql import load_migrations, render
+
+__all__ = ["full_schema", "main", "store_for_dsn"]
+
+DIALECT_PACKAGES = {
+    "postgres": "relaybus.stores.postgres",
+    "sqlite": "relaybus.stores.sqlite",
+    "mysql": "relaybus.stores.mysql",
+}
+
+
+def full_schema(dialect: str, *, prefix: str = "relaybus_", schema: str = "public") -> str:
+    """Every migration of ``dialect`` in order, as one SQL script (what ``relaybus sql`` prints
+    and ``migrations/<dialect>.sql`` holds)."""
+    package = DIALECT_PACKAGES.get(dialect)
+    if package is None:
+        raise RelaybusError(f"unknown dialect {dialect!r}: use one of {sorted(DIALECT_PACKAGES)}")
+    try:
+        migrations = load_migrations(package)
+    except ModuleNotFoundError:
+        raise RelaybusError(f"the {dialect} store is not available in this version") from None
+    parts = [f"-- relaybus schema for {dialect}: migrations 1-{len(migrations)}\n"]
+    for version, name, sql in migrations:
+        rendered = render(sql, prefix=prefix, schema=schema if dialect == "postgres" else None)
+        parts.append(f"\n-- migration {version:04d}_{name}\n{rendered.strip()}\n")
+    return "".join(parts)
+
+
+def store_for_dsn(dsn: str, *, prefix: str, schema: str | None) -> Any:
+    """A store for ``dsn``: postgresql://…, sqlite:///path (or a bare file path)."""
+    if dsn.startswith(("postgres://", "postgresql://")):
+        from .stores.postgres import PostgresStore
+
+        if schema is not None:
+            return PostgresStore(dsn, prefix=prefix, schema=schema)
+        return PostgresStore(dsn, prefix=prefix)
+    if dsn.startswith("sqlite://"):
+        path = dsn.removeprefix("sqlite://")
+        path = path[1:] if path.startswith("/") and not path.startswith("//") else path
+        from .stores.sqlite import SQLiteStore
+
+        return SQLiteStore(path or ":memory:", prefix=prefix)
+    if dsn.startswith("mysql://"):
+        raise RelaybusError("the MySQL store is not available in this version")
+    if "://" not in dsn:
+        from .stores.sqlite import SQLiteStore
+
+        return SQLiteStore(dsn, prefix=prefix)
+    raise RelaybusError("unsupported DSN: use postgresql://..., sqlite:///path")
+
+
+async def _migrate(dsn: str, prefix: str, schema: str | None) -> None:
+    store = store_for_dsn(dsn, prefix=prefix, schema=schema)
+    await store.migrate()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relaybus", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    migrate = commands.add_parser("migrate", help="apply the schema migrations to a database")
+    migrate.add_argument("--dsn", required=True, help="postgresql://... or sqlite:///path")
+    migrate.add_argument("--prefix", default="relaybus_", help="table name prefix")
+    migrate.add_argument("--schema", default=None, help="PostgreSQL schema (default public)")
+    sql = commands.add_parser("sql", help="print the full schema of a dialect")
+    sql.add_argument("--dialect", required=True, choices=sorted(DIALECT_PACKAGES))
+    sql.add_argument("--prefix", default="relaybus_")
+    sql.add_argument("--schema", default="public", help="PostgreSQL schema")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "migrate":
+            asyncio.run(_migrate(args.dsn, args.prefix, args.schema))
+            print("migrated")
+        else:
+            sys.stdout.write(full_schema(args.dialect, prefix=args.prefix, schema=args.schema))
+    except (RelaybusError, ValueError, OSError) as exc:
+        print(f"relaybus: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
