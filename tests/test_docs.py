@@ -129,3 +129,19 @@ def test_relative_links_resolve(page: Path) -> None:
             continue
         path = target.split("#", 1)[0]
         assert (page.parent / path).exists(), f"{page.name} links to missing {target}"
+
+
+def test_the_demo_runs(tmp_path: Path) -> None:
+    """`make demo` stays green: examples/demo.py runs end to end and checks its own story."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert "stopped gracefully" in proc.stdout
