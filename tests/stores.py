@@ -7,6 +7,7 @@ missing database never passes silently.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -34,6 +35,31 @@ async def memory_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
     yield MemoryStore(clock=clock)
 
 
+@asynccontextmanager
+async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
+    """A PostgresStore in a fresh schema of its own (dropped afterwards), migrated on open."""
+    import asyncpg
+
+    from relaybus.stores.postgres import PostgresStore
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        server_missing("PostgreSQL", exc)
+        raise  # unreachable: server_missing skips or fails
+    store = PostgresStore(PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=1)
+    try:
+        yield store
+    finally:
+        await store.close()  # idempotent: in case a test left it open
+        try:
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await admin.close()
+
+
 STORE_FACTORIES: dict[str, Callable[[Clock, Path], AbstractAsyncContextManager[Any]]] = {
     "memory": memory_store,
+    "postgres": postgres_store,
 }

@@ -1,0 +1,274 @@
+"""Real multi-process tests: separate worker processes, each with its own connections.
+
+Crash recovery is proven end to end here: SIGKILL, SIGSTOP/SIGCONT, a job that kills its
+process, concurrent unique inserts, two nodes racing over one backlog, a database restart.
+These tests wait on conditions in the database (with a deadline), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import relaybus as rb
+from tests.procs.app import Work, build_bus
+from tests.stores import PG_DSN, server_missing
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Target:
+    """Where the processes meet: a SQLite file or a PostgreSQL schema."""
+
+    kind: str
+    dsn: str
+    schema: str | None
+    log: Path
+
+    def args(self) -> list[str]:
+        extra = ["--schema", self.schema] if self.schema else []
+        return ["--dsn", self.dsn, "--log", str(self.log), *extra]
+
+    def bus(self) -> rb.Bus[Any]:
+        return build_bus(self.dsn, self.schema, str(self.log))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
+    log = tmp_path / "runs.log"
+    if request.param == "sqlite":
+        path = tmp_path / "jobs.db"
+        target = Target("sqlite", f"sqlite:///{path}", None, log)
+        async with target.bus() as bus:  # sets the file up
+            await bus.store.migrate()
+        yield target
+        return
+    asyncpg = pytest.importorskip("asyncpg")
+    schema = f"procs_{uuid.uuid4().hex[:10]}"
+    try:
+        conn = await asyncpg.connect(PG_DSN)
+    except (OSError, asyncpg.PostgresError) as exc:
+        server_missing("PostgreSQL", exc)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        target = Target("postgres", PG_DSN, schema, log)
+        await target.bus().store.migrate()
+        yield target
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()
+
+
+class Processes:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def worker(self, node: str, **options: Any) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "tests.procs.app", "worker", *self.target.args()]
+        cmd += ["--node", node]
+        for key, value in options.items():
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        proc = subprocess.Popen(cmd, cwd=ROOT)
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with _suppress():
+                    os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+@pytest.fixture
+def procs(target: Target) -> Iterator[Processes]:
+    processes = Processes(target)
+    yield processes
+    processes.stop_all()
+
+
+def runs(log: Path) -> list[tuple[str, int, int, int]]:
+    """(kind, job id, attempt, pid) for every start/end line."""
+    if not log.exists():
+        return []
+    result = []
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("start", "end"):
+            result.append((parts[0], int(parts[1]), int(parts[2]), int(parts[3])))
+    return result
+
+
+async def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def states(bus: rb.Bus[Any]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for by_state in (await bus.jobs.stats()).values():
+        counts.update(by_state)
+    return counts
+
+
+async def test_sigkill_mid_job_is_rescued_and_completes_once(
+    target: Target, procs: Processes
+) -> None:
+    async with target.bus() as bus:
+        job_id = (await bus.dispatch(Work(1, "slow_first", 120))).jobs[0].id
+        first = procs.worker("a")
+        await wait_until(lambda: any(r[0] == "start" for r in runs(target.log)), 30, "a start")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        procs.worker("b")
+
+        async def completed() -> bool:
+            job = await bus.jobs.get(job_id)
+            return job is not None and job.state is rb.JobState.COMPLETED
+
+        await wait_until(completed, 30, "the rescued job to complete")
+        job = await bus.jobs.get(job_id)
+        assert job is not None
+        assert job.attempt == 2
+        assert [e.kind for e in job.errors] == ["rescued"]
+        ends = [r for r in runs(target.log) if r[0] == "end"]
+        assert [(r[1], r[2]) for r in ends] == [(job_id, 2)]  # completed once, by attempt 2
+
+
+async def test_two_nodes_race_over_one_backlog(target: Target, procs: Processes) -> None:
+    total = 10_000 if target.kind == "postgres" else 3_000
+    async with target.bus() as bus:
+        for start in range(0, total, 1000):
+            await bus.dispatch_many([Work(n) for n in range(start, start + 1000)])
+        one, two = procs.worker("one"), procs.worker("two")
+
+        async def all_done() -> bool:
+            return (await states(bus))["completed"] == total
+
+        await wait_until(all_done, 120, f"{total} completions")
+        starts = Counter(r[1] for r in runs(target.log) if r[0] == "start")
+        assert len(starts) == total
+        assert set(starts.values()) == {1}  # no job ran twice
+        by_pid = Counter(r[3] for r in runs(target.log) if r[0] == "end")
+        assert set(by_pid) == {one.pid, two.pid}  # both nodes worked
+
+
+async def test_stale_node_after_sigstop_changes_nothing(target: Target, procs: Processes) -> None:
+    async with target.bus() as bus:
+        job_id = (await bus.dispatch(Work(1, "slow_first", 1))).jobs[0].id
+        stale = procs.worker("stale")
+        await wait_until(lambda: any(r[0] == "start" for r in runs(target.log)), 30, "start")
+        os.kill(stale.pid, signal.SIGSTOP)  # frozen past its lease (ttl 1.5 s)
+        procs.worker("fresh")
+
+        async def completed() -> rb.Job | None:
+            job = await bus.jobs.get(job_id)
+            return job if job is not None and job.state is rb.JobState.COMPLETED else None
+
+        done = await wait_until(completed, 30, "the other node to complete the job")
+        assert done.attempt == 2
+        os.kill(stale.pid, signal.SIGCONT)
+        # Its 1 s sleep is long over: the stale run finishes attempt 1 and writes its
+        # completion (or its heartbeat learns first that the job moved on). Either way it must
+        # change nothing. A graceful exit flushes every write it still had.
+        stale.send_signal(signal.SIGTERM)
+        assert stale.wait(timeout=30) == 0  # graceful exit, code 0
+        after = await bus.jobs.get(job_id)
+        assert after == done
+
+
+async def test_job_that_kills_its_process_is_discarded_after_max_rescues(
+    target: Target, procs: Processes
+) -> None:
+    async with target.bus() as bus:
+        poison = (await bus.dispatch(Work(0, "always_exit"))).jobs[0].id
+        others = [r.jobs[0].id for r in await bus.dispatch_many([Work(n) for n in range(1, 21)])]
+        supervisor_deadline = time.monotonic() + 90
+        restarts = 0
+        while True:  # a supervisor: restart the worker whenever the poison job kills it
+            job = await bus.jobs.get(poison)
+            assert job is not None
+            if job.state is rb.JobState.DISCARDED:
+                break
+            alive = [p for p in procs.procs if p.poll() is None]
+            if not alive:
+                procs.worker(f"w{restarts}", max_rescues=3)
+                restarts += 1
+            assert time.monotonic() < supervisor_deadline, f"poison job still {job.state}"
+            await asyncio.sleep(0.05)
+        job = await bus.jobs.get(poison)
+        assert job is not None
+        assert job.errors[-1].kind == "worker_lost"
+        assert [e.kind for e in job.errors].count("rescued") == 2
+
+        async def others_done() -> bool:
+            jobs = [await bus.jobs.get(i) for i in others]
+            return all(j is not None and j.state is rb.JobState.COMPLETED for j in jobs)
+
+        if not [p for p in procs.procs if p.poll() is None]:
+            procs.worker("after")
+        await wait_until(others_done, 60, "the other jobs to complete")
+        for other in others:
+            job = await bus.jobs.get(other)
+            assert job is not None and job.state is rb.JobState.COMPLETED
+            assert all(e.kind != "worker_lost" for e in job.errors)
+
+
+async def test_concurrent_unique_inserts_from_many_processes(target: Target) -> None:
+    count = 50 if target.kind == "postgres" else 20
+    at = time.time() + 6.0  # every process dispatches at this moment
+    cmd = [sys.executable, "-m", "tests.procs.app", "insert", *target.args(), "--at", str(at)]
+    started = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    outcomes = []
+    for proc in started:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        outcomes.append(out.decode().split())
+    ids = {int(job_id) for _, job_id in outcomes}
+    assert len(ids) == 1  # every caller got the one job's id
+    kinds = Counter(outcome for outcome, _ in outcomes)
+    assert kinds["inserted"] == 1
+    assert kinds["duplicate"] == count - 1
+    async with target.bus() as bus:
+        assert len(await bus.jobs.list(handler="procs.unique")) == 1
