@@ -25,10 +25,10 @@ ON CONFLICT (version) DO NOTHING;
 
 -- ------------------------------------------------------------------------------------ inserting
 
+-- name: insert_one
 -- One job without a unique key: one autocommit statement, NOTIFY included.
 -- $1 now, $2 handler, $3 event, $4 queue, $5 priority, $6 max_attempts, $7 payload, $8 meta,
 -- $9 timeout, $10 delay, $11 at, $12 channel.
--- name: insert_one
 WITH ins AS (
     INSERT INTO /*schema*/./*prefix*/jobs (
         handler, event, queue, priority, state, max_attempts, payload, meta,
@@ -47,10 +47,10 @@ WITH ins AS (
 SELECT id, CASE WHEN state = 'available' THEN pg_notify($12::text, queue) END IS NULL
 FROM ins;
 
+-- name: insert_plain
 -- Jobs without unique keys: one INSERT ... SELECT FROM unnest; ids in input order.
 -- $1 now, $2 handlers, $3 events, $4 queues, $5 priorities, $6 max_attempts, $7 payloads,
 -- $8 metas, $9 timeouts, $10 delays, $11 ats, $12 channel.
--- name: insert_plain
 WITH n AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -82,6 +82,7 @@ notified AS (
 SELECT array_agg(id ORDER BY id) AS ids, (SELECT count(*) FROM notified) AS notified
 FROM ins;
 
+-- name: insert_unique
 -- One round of a batch with unique jobs, each unique key at most once in the round. Existing
 -- holders are locked and either replaced (the fields their state lists) or reported as the
 -- duplicate; the other entries are inserted, ON CONFLICT DO NOTHING: an entry whose key was
@@ -92,27 +93,33 @@ FROM ins;
 -- final), $14 unique_states, $15 replace masks when available, $16 when scheduled,
 -- $17 when retryable, $18 channel.
 -- Returns (ord, id, outcome) per entry; id is NULL for an entry to run again.
--- name: insert_unique
 WITH n AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
 input AS MATERIALIZED (
-    SELECT u.ord, u.handler, u.event, u.queue, u.priority, u.max_attempts, u.payload, u.meta,
-        u.timeout, u.unique_states, u.rep_available, u.rep_scheduled, u.rep_retryable, n.now,
-        coalesce(u.at, n.now + make_interval(secs => u.delay), n.now) AS sched,
-        CASE WHEN u.base_key IS NULL OR u.period IS NULL THEN u.base_key
-            ELSE sha256(u.base_key || convert_to(
-                ':' || floor(extract(epoch FROM n.now) / u.period::numeric)::bigint::text, 'UTF8'
-            ))
-        END AS ukey
-    FROM n, unnest(
-        $2::text[], $3::text[], $4::text[], $5::smallint[], $6::integer[], $7::text[],
-        $8::text[], $9::float8[], $10::float8[], $11::timestamptz[], $12::bytea[],
-        $13::float8[], $14::integer[], $15::integer[], $16::integer[], $17::integer[]
-    ) WITH ORDINALITY AS u(
-        handler, event, queue, priority, max_attempts, payload, meta, timeout, delay, at,
-        base_key, period, unique_states, rep_available, rep_scheduled, rep_retryable, ord
-    )
+    -- key_rank: entries sharing a final key (only when two groups' buckets collide) after the
+    -- first wait for the next round.
+    SELECT k.*, row_number() OVER (PARTITION BY k.ukey ORDER BY k.ord) AS key_rank
+    FROM (
+        SELECT u.ord, u.handler, u.event, u.queue, u.priority, u.max_attempts, u.payload, u.meta,
+            u.timeout, u.unique_states, u.rep_available, u.rep_scheduled, u.rep_retryable,
+            n.now,
+            coalesce(u.at, n.now + make_interval(secs => u.delay), n.now) AS sched,
+            CASE WHEN u.base_key IS NULL OR u.period IS NULL THEN u.base_key
+                ELSE sha256(u.base_key || convert_to(
+                    ':' || floor(extract(epoch FROM n.now) / u.period::numeric)::bigint::text,
+                    'UTF8'
+                ))
+            END AS ukey
+        FROM n, unnest(
+            $2::text[], $3::text[], $4::text[], $5::smallint[], $6::integer[], $7::text[],
+            $8::text[], $9::float8[], $10::float8[], $11::timestamptz[], $12::bytea[],
+            $13::float8[], $14::integer[], $15::integer[], $16::integer[], $17::integer[]
+        ) WITH ORDINALITY AS u(
+            handler, event, queue, priority, max_attempts, payload, meta, timeout, delay, at,
+            base_key, period, unique_states, rep_available, rep_scheduled, rep_retryable, ord
+        )
+    ) k
 ),
 old AS MATERIALIZED (
     SELECT j.id, j.state, i.ord,
@@ -126,7 +133,7 @@ old AS MATERIALIZED (
     JOIN /*schema*/./*prefix*/jobs j
         ON j.unique_key = i.ukey
         AND /*schema*/./*prefix*/holds_key(j.unique_states, j.state)
-    WHERE i.ukey IS NOT NULL
+    WHERE i.ukey IS NOT NULL AND i.key_rank = 1
     ORDER BY j.id
     FOR NO KEY UPDATE OF j
 ),
@@ -158,7 +165,8 @@ ins AS (
         i.max_attempts, i.payload::jsonb, i.meta::jsonb, i.now, i.sched, i.timeout,
         i.ukey, CASE WHEN i.ukey IS NULL THEN 0 ELSE i.unique_states END
     FROM input i
-    WHERE NOT EXISTS (SELECT 1 FROM old o WHERE o.ord = i.ord)
+    WHERE (i.ukey IS NULL OR i.key_rank = 1)
+        AND NOT EXISTS (SELECT 1 FROM old o WHERE o.ord = i.ord)
     ORDER BY i.ord
     ON CONFLICT (unique_key)
         WHERE unique_key IS NOT NULL
@@ -191,17 +199,17 @@ SELECT i.ord,
 FROM input i
 LEFT JOIN old o ON o.ord = i.ord
 LEFT JOIN upd u ON u.ord = i.ord
-LEFT JOIN ins x ON i.ukey IS NOT NULL AND x.unique_key = i.ukey
+LEFT JOIN ins x ON i.ukey IS NOT NULL AND i.key_rank = 1 AND x.unique_key = i.ukey
 LEFT JOIN plain_ords po ON i.ukey IS NULL AND po.ord = i.ord
 LEFT JOIN plain_ids p ON p.rn = po.rn
 ORDER BY i.ord;
 
 -- -------------------------------------------------------------------------------------- working
 
+-- name: fetch
 -- Claim up to $2 available jobs of queue $1 for node $3, in (priority, scheduled_at, id) order.
 -- Jobs rescued $4 times or more run alone: only when $5 (idle) and at the head of the line.
 -- $6 now.
--- name: fetch
 WITH head AS MATERIALIZED (
     SELECT id, rescues FROM /*schema*/./*prefix*/jobs
     WHERE state = 'available' AND queue = $1::text AND $5::boolean
@@ -231,10 +239,10 @@ WHERE j.id = p.id
 RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
     j.payload::text, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
 
+-- name: complete_many
 -- Apply completions by primary key, fenced on (state = running, attempt).
 -- $1 now, $2 ids, $3 attempts, $4 kinds, $5 errors (JSON objects or NULL), $6 delays,
 -- $7 channel. Returns the ids applied.
--- name: complete_many
 WITH upd AS (
     UPDATE /*schema*/./*prefix*/jobs j SET
         state = CASE c.kind
@@ -273,8 +281,8 @@ SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM up
 
 -- ------------------------------------------------------------------------ nodes and maintenance
 
--- $1 now, $2 node, $3 ttl seconds, $4 running ids, $5 their attempts. Returns the lost ids.
 -- name: heartbeat
+-- $1 now, $2 node, $3 ttl seconds, $4 running ids, $5 their attempts. Returns the lost ids.
 WITH up AS (
     INSERT INTO /*schema*/./*prefix*/nodes (node, expires_at)
     VALUES ($2::text, coalesce($1::timestamptz, now()) + make_interval(secs => $3::float8))
@@ -294,8 +302,8 @@ WITH gone AS (
 )
 DELETE FROM /*schema*/./*prefix*/leader WHERE node = $1::text;
 
--- $1 now, $2 node, $3 ttl seconds. Returns a row when $2 leads.
 -- name: elect
+-- $1 now, $2 node, $3 ttl seconds. Returns a row when $2 leads.
 INSERT INTO /*schema*/./*prefix*/leader AS l (id, node, expires_at)
 VALUES (true, $2::text, coalesce($1::timestamptz, now()) + make_interval(secs => $3::float8))
 ON CONFLICT (id) DO UPDATE SET node = EXCLUDED.node, expires_at = EXCLUDED.expires_at
@@ -305,12 +313,12 @@ RETURNING node;
 -- name: resign
 DELETE FROM /*schema*/./*prefix*/leader WHERE node = $1::text;
 
+-- name: stage
 -- Make up to $2 due scheduled/retryable jobs available, in due order. A job that does not hold
 -- its unique key now (retryable outside its unique states) and finds it held, by another job or
 -- by an earlier job of this batch, is discarded instead, naming the holder. A holder committed
 -- after this statement's snapshot makes it fail with a unique violation: the caller runs it
 -- again. $1 now, $2 limit, $3 channel. Returns the queues that received available jobs.
--- name: stage
 WITH due AS MATERIALIZED (
     SELECT id, queue, unique_key, scheduled_at,
         unique_key IS NOT NULL
@@ -364,10 +372,10 @@ SELECT q.queue, pg_notify($3::text, q.queue) IS NULL
 FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
 ORDER BY q.queue;
 
+-- name: rescue
 -- Return running jobs of expired nodes, and jobs running past timeout + grace, to retryable
 -- (due now) with a `rescued` error; discarded when attempts are exhausted, or as `worker_lost`
 -- once rescued $3 times. Fenced on state = running. $1 now, $2 grace, $3 max_rescues, $4 limit.
--- name: rescue
 WITH stuck AS MATERIALIZED (
     SELECT j.id,
         CASE WHEN n.expires_at IS NULL OR n.expires_at <= coalesce($1::timestamptz, now())
@@ -423,10 +431,10 @@ upd AS (
 )
 SELECT count(*) FROM upd;
 
+-- name: prune
 -- Delete finished jobs older than their state's retention, at most $4 in all.
 -- $1 now, $2 states, $3 retentions (seconds), $4 limit.
--- name: prune
-WITH doomed AS (
+WITH doomed AS MATERIALIZED (
     SELECT d.id
     FROM unnest($2::text[], $3::float8[]) AS r(state, keep)
     CROSS JOIN LATERAL (
@@ -462,16 +470,17 @@ WHERE ($1::text IS NULL OR state = $1::text)
 ORDER BY id
 LIMIT $4::integer;
 
--- Lock one job for the admin retry; holds: whether it holds its unique key now.
 -- name: lock_job
+-- Lock one job for the admin retry. contested: it has a unique key it does not hold now, so
+-- making it available may meet another holder.
 SELECT state, unique_key IS NOT NULL AND NOT /*schema*/./*prefix*/holds_key(unique_states, state)
     AS contested
 FROM /*schema*/./*prefix*/jobs
 WHERE id = $1::bigint
 FOR UPDATE;
 
--- The job holding $2's unique key, other than $2 ($1: unused now, kept for symmetry).
 -- name: key_holder
+-- The job holding job $1's unique key, other than job $1.
 SELECT h.id
 FROM /*schema*/./*prefix*/jobs j
 JOIN /*schema*/./*prefix*/jobs h
@@ -481,8 +490,8 @@ JOIN /*schema*/./*prefix*/jobs h
 WHERE j.id = $1::bigint
 LIMIT 1;
 
--- $1 now, $2 id, $3 channel.
 -- name: retry
+-- $1 now, $2 id, $3 channel.
 WITH upd AS (
     UPDATE /*schema*/./*prefix*/jobs SET
         state = 'available',
@@ -494,8 +503,8 @@ WITH upd AS (
 )
 SELECT id, pg_notify($3::text, queue) IS NULL FROM upd;
 
--- $1 now, $2 id.
 -- name: cancel
+-- $1 now, $2 id.
 UPDATE /*schema*/./*prefix*/jobs SET
     state = 'cancelled',
     finalized_at = coalesce($1::timestamptz, now()),
@@ -508,6 +517,9 @@ UPDATE /*schema*/./*prefix*/jobs SET
     ))
 WHERE id = $2::bigint AND state IN ('scheduled', 'available', 'running', 'retryable')
 RETURNING id;
+
+-- name: ping
+SELECT 1;
 
 -- name: stats
 SELECT queue, state, count(*) FROM /*schema*/./*prefix*/jobs GROUP BY queue, state;
