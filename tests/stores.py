@@ -17,6 +17,7 @@ import pytest
 
 from relaybus._clock import Clock
 from relaybus.stores.memory import MemoryStore
+from relaybus.stores.sqlite import SQLiteStore
 
 PG_DSN = os.environ.get("RELAYBUS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_DSN = os.environ.get("RELAYBUS_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
@@ -33,6 +34,15 @@ def server_missing(what: str, error: BaseException) -> None:
 @asynccontextmanager
 async def memory_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
     yield MemoryStore(clock=clock)
+
+
+@asynccontextmanager
+async def sqlite_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
+    store = SQLiteStore(tmp_path / "jobs.db", clock=clock)
+    try:
+        yield store
+    finally:
+        await store.close()  # idempotent: in case a test left it open
 
 
 @asynccontextmanager
@@ -62,4 +72,5 @@ async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
 STORE_FACTORIES: dict[str, Callable[[Clock, Path], AbstractAsyncContextManager[Any]]] = {
     "memory": memory_store,
     "postgres": postgres_store,
+    "sqlite": sqlite_store,
 }

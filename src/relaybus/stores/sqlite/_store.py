@@ -53,7 +53,6 @@ _SCHEDULED = JobState.SCHEDULED.value
 _AVAILABLE = JobState.AVAILABLE.value
 _RUNNING = JobState.RUNNING.value
 _RETRYABLE = JobState.RETRYABLE.value
-_COMPLETED = JobState.COMPLETED.value
 _CANCELLED = JobState.CANCELLED.value
 _DISCARDED = JobState.DISCARDED.value
 _ALL_STATES = -1  # keep every unique_states bit
@@ -347,18 +346,31 @@ class SQLiteStore:
     def _complete_tx(
         self, conn: sqlite3.Connection, completions: Sequence[Completion], now: datetime
     ) -> list[int]:
-        end_run = self._q["end_run"]
+        q = self._q
         now_ts = now.timestamp()
         applied: list[int] = []
+        completed: list[tuple[int, int]] = []  # consecutive "completed" runs: one statement
+
+        def flush() -> None:
+            runs = _encode.encode(completed).decode()
+            done = set(conn.execute(q["complete_runs"], {"now": now_ts, "runs": runs}).fetchall())
+            for run in completed:
+                if run in done:
+                    applied.append(run[0])
+                    done.discard(run)  # a run listed twice is applied once
+            completed.clear()
+
         for done in completions:
             kind = done.kind
-            error = None if kind == "completed" or done.error is None else done.error
+            if kind == "completed":
+                completed.append((done.id, done.attempt))
+                continue
+            if completed:
+                flush()
             refund = 0
             scheduled_at: float | None = None
             finalized_at: float | None = now_ts
-            if kind == "completed":
-                state = _COMPLETED
-            elif kind == "retry" or kind == "snooze" or kind == "return":
+            if kind == "retry" or kind == "snooze" or kind == "return":
                 refund = 0 if kind == "retry" else 1
                 scheduled_at = (now + timedelta(seconds=done.delay)).timestamp()
                 finalized_at = None
@@ -371,7 +383,7 @@ class SQLiteStore:
             else:
                 state = _DISCARDED
             cursor = conn.execute(
-                end_run,
+                q["end_run"],
                 {
                     "id": done.id,
                     "attempt": done.attempt,
@@ -380,11 +392,13 @@ class SQLiteStore:
                     "rescued": 0,
                     "scheduled_at": scheduled_at,
                     "finalized_at": finalized_at,
-                    "error": _error_json(error),
+                    "error": _error_json(done.error),
                 },
             )
             if cursor.rowcount:
                 applied.append(done.id)
+        if completed:
+            flush()
         return applied
 
     # -- nodes and maintenance

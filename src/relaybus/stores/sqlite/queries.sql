@@ -99,6 +99,16 @@ RETURNING id, handler, event, queue, priority, attempt, max_attempts, CAST(paylo
 UPDATE /*prefix*/jobs SET state = 'available', attempt = attempt - 1
 WHERE id = :id AND state = 'running' AND attempt = :attempt
 
+-- name: complete_runs
+-- :runs is a JSON array of [id, attempt] pairs: one statement completes a whole batch.
+UPDATE /*prefix*/jobs SET state = 'completed', finalized_at = :now
+WHERE id IN (
+    SELECT j.id FROM json_each(:runs) AS r
+    JOIN /*prefix*/jobs AS j ON j.id = json_extract(r.value, '$[0]')
+    WHERE j.attempt = json_extract(r.value, '$[1]') AND j.state = 'running'
+)
+RETURNING id, attempt
+
 -- name: end_run
 UPDATE /*prefix*/jobs SET
     state = :state,
