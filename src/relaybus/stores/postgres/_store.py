@@ -499,7 +499,12 @@ class PostgresStore:
         except _WRAPPED as exc:
             raise self._failure(exc) from exc
         ids = row[0]
-        return [] if ids is None else list(ids)
+        if ids is None:
+            return []
+        if len(ids) == len(completions):
+            return [c.id for c in completions]
+        applied = set(ids)
+        return [c.id for c in completions if c.id in applied]
 
     # --------------------------------------------------------------------- nodes and maintenance
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:

@@ -1,0 +1,712 @@
+"""PostgresStore at the Driver level: the parts only a real PostgreSQL can show (concurrent
+unique inserts, SKIP LOCKED races, query plans, LISTEN/NOTIFY, migrations, conn= transactions),
+plus a differential check of batch-insert semantics against MemoryStore."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relaybus._driver import (
+    Completion,
+    FetchParams,
+    HeartbeatParams,
+    ListParams,
+    NewJob,
+    PruneParams,
+    RescueParams,
+    StageParams,
+)
+from relaybus._errors import JobNotFound, StoreClosed, StoreError, UniqueConflict
+from relaybus._options import bucket_key
+from relaybus._types import PENDING_STATES, JobError, JobState, state_mask
+from relaybus.cli import full_schema
+from relaybus.stores.memory import MemoryStore
+from relaybus.testing import FakeClock
+from tests.stores import PG_DSN, server_missing
+
+asyncpg = pytest.importorskip("asyncpg")
+
+from relaybus.stores.postgres import PostgresStore  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+S = JobState
+PENDING = state_mask(PENDING_STATES)
+NO_RETRYABLE = state_mask(PENDING_STATES - {S.RETRYABLE})
+
+
+def job(
+    n: int = 0,
+    *,
+    key: bytes | None = None,
+    states: int = PENDING,
+    period: float | None = None,
+    replace: dict[JobState, tuple[str, ...]] | None = None,
+    queue: str = "default",
+    priority: int = 2,
+    delay: float | None = None,
+    at: datetime | None = None,
+    max_attempts: int = 5,
+    meta: dict[str, Any] | None = None,
+) -> NewJob:
+    return NewJob(
+        handler="t.h",
+        event="t.e",
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        payload=json.dumps({"n": n}).encode(),
+        meta=json.dumps(meta or {}).encode(),
+        timeout=30.0,
+        delay=delay,
+        at=at,
+        unique_key=key,
+        unique_period=period,
+        unique_states=states if key is not None else 0,
+        replace=replace or {},
+    )
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[Any]:
+    try:
+        conn = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        server_missing("PostgreSQL", exc)
+        raise
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def schema(admin: Any) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        yield name
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture
+async def pg(schema: str, clock: FakeClock) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=1)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def pgdb(schema: str) -> AsyncIterator[PostgresStore]:
+    """On the database clock."""
+    store = PostgresStore(PG_DSN, schema=schema, auto_migrate=True, min_size=1)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def fetch(node: str = "n1", limit: int = 10, queue: str = "default", idle: bool = True) -> Any:
+    return FetchParams(queue=queue, limit=limit, node=node, isolate_after=2, idle=idle)
+
+
+# -------------------------------------------------------------------------- batch insert
+
+
+async def test_batch_outcomes_with_intra_batch_duplicates_and_replaces(pg: PostgresStore) -> None:
+    k1, k2 = b"k" * 32, b"j" * 32
+    rep = {S.AVAILABLE: ("payload", "priority")}
+    result = await pg.insert_many(
+        [
+            job(1, key=k1),
+            job(2),  # not unique
+            job(3, key=k1),  # duplicate of entry 0
+            job(4, key=k2, replace=rep),
+            job(5, key=k2, replace=rep, priority=0),  # replaces entry 3
+            job(6),
+            job(7, key=k1, replace=rep, priority=7),  # replaces entry 0
+        ]
+    )
+    outcomes = [r.outcome for r in result]
+    assert outcomes == [
+        "inserted",
+        "inserted",
+        "duplicate",
+        "inserted",
+        "replaced",
+        "inserted",
+        "replaced",
+    ]
+    ids = [r.id for r in result]
+    assert ids[2] == ids[0] and ids[6] == ids[0] and ids[4] == ids[3]
+    inserted = [ids[0], ids[1], ids[3], ids[5]]
+    assert inserted == sorted(inserted)  # ids follow input order
+    first = await pg.get(ids[0])
+    assert first is not None and first.payload == {"n": 7} and first.priority == 7
+    second = await pg.get(ids[3])
+    assert second is not None and second.payload == {"n": 5} and second.priority == 0
+    # A later batch meets the holders in the database.
+    again = await pg.insert_many([job(8, key=k1), job(9, key=k2, replace=rep)])
+    assert [(r.id, r.outcome) for r in again] == [(ids[0], "duplicate"), (ids[3], "replaced")]
+    assert (await pg.stats()) == {"default": {"available": 4}}
+
+
+async def test_replace_scheduled_at_moves_between_available_and_scheduled(
+    pg: PostgresStore, clock: FakeClock
+) -> None:
+    key = b"s" * 32
+    rep = {S.AVAILABLE: ("scheduled_at",)}
+    [a] = await pg.insert_many([job(1, key=key, replace=rep)])
+    # available -> scheduled (listed for available); then scheduled is not listed: duplicate,
+    # even though the new scheduled_at equals the one the job already has.
+    b, c = await pg.insert_many(
+        [job(2, key=key, replace=rep, delay=60), job(3, key=key, replace=rep, delay=60)]
+    )
+    assert (b.outcome, c.outcome) == ("replaced", "duplicate")
+    got = await pg.get(a.id)
+    assert got is not None and got.state is S.SCHEDULED
+    assert got.scheduled_at == clock.now() + timedelta(seconds=60)
+
+
+async def test_batch_of_1000_is_one_statement(pg: PostgresStore) -> None:
+    jobs = [job(i) for i in range(1000)]
+    calls: list[str] = []
+
+    def log(record: Any) -> None:
+        calls.append(record.query)
+
+    async with pg.pool.acquire() as conn:
+        # asyncpg introspects the array types once per connection: warm it up first.
+        await pg.insert_many(jobs[:2], conn=conn)
+        await pg.insert_many([job(0, key=b"w" * 32)] * 2, conn=conn)
+        conn.add_query_logger(log)
+        result = await pg.insert_many(jobs, conn=conn)
+        unique = await pg.insert_many(
+            [job(i, key=i.to_bytes(32, "big")) for i in range(1000)], conn=conn
+        )
+        conn.remove_query_logger(log)
+    assert len(result) == 1000 and len(unique) == 1000
+    assert len(calls) == 2, calls
+    assert {r.outcome for r in unique} == {"inserted"}
+
+
+async def test_matches_memory_store_on_random_batches(pg: PostgresStore, clock: FakeClock) -> None:
+    """Differential: the same random batches (few keys, replaces, delays, at=) give the same
+    outcomes and the same jobs on both stores."""
+    mem = MemoryStore(clock=clock)
+    await mem.open()
+    rng = random.Random(7)
+    keys = [bytes([i]) * 32 for i in range(4)]
+    fields = ("payload", "priority", "meta", "scheduled_at", "queue", "max_attempts")
+    id_map: dict[int, int] = {}
+    for _ in range(25):
+        batch = []
+        for _ in range(rng.randint(1, 8)):
+            rep: dict[JobState, tuple[str, ...]] = {}
+            for state in (S.AVAILABLE, S.SCHEDULED, S.RETRYABLE):
+                if rng.random() < 0.5:
+                    rep[state] = tuple(rng.sample(fields, rng.randint(1, 3)))
+            delay = rng.choice([None, 0, 30, 90])
+            at = START + timedelta(seconds=rng.choice([-5, 20])) if rng.random() < 0.2 else None
+            batch.append(
+                job(
+                    rng.randint(0, 99),
+                    key=rng.choice([*keys, None]),
+                    replace=rep,
+                    queue=rng.choice(["a", "b"]),
+                    priority=rng.randint(0, 9),
+                    delay=delay,
+                    at=at,
+                    max_attempts=rng.randint(1, 9),
+                    meta={"m": rng.randint(0, 3)},
+                )
+            )
+        got = await pg.insert_many(batch)
+        want = await mem.insert_many(batch)
+        for g, w in zip(got, want, strict=True):
+            assert g.outcome == w.outcome
+            assert id_map.setdefault(w.id, g.id) == g.id
+        if rng.random() < 0.3:
+            clock.advance(rng.choice([10, 60]))
+            assert await pg.stage(StageParams()) == await mem.stage(StageParams())
+        if rng.random() < 0.3:  # run and fail one job of queue a, to get retryable jobs
+            claimed_pg = await pg.fetch(fetch(queue="a", limit=1))
+            claimed_mem = await mem.fetch(fetch(queue="a", limit=1))
+            assert [id_map[c.id] for c in claimed_mem] == [c.id for c in claimed_pg]
+            for c_pg, c_mem in zip(claimed_pg, claimed_mem, strict=True):
+                done = Completion(c_pg.id, c_pg.attempt, "retry", None, 45)
+                await pg.complete_many([done])
+                await mem.complete_many([Completion(c_mem.id, c_mem.attempt, "retry", None, 45)])
+    for mem_id, pg_id in id_map.items():
+        a, b = await mem.get(mem_id), await pg.get(pg_id)
+        assert a is not None and b is not None
+        assert (a.state, a.queue, a.priority, a.payload, a.meta, a.max_attempts) == (
+            b.state,
+            b.queue,
+            b.priority,
+            b.payload,
+            b.meta,
+            b.max_attempts,
+        )
+        assert a.scheduled_at == b.scheduled_at
+
+
+async def test_unique_period_bucket_on_the_database_clock(pgdb: PostgresStore, admin: Any) -> None:
+    base = b"p" * 32
+    [r] = await pgdb.insert_many([job(1, key=base, period=3600)])
+    row = await admin.fetchrow(
+        f'SELECT unique_key, inserted_at FROM "{pgdb.schema}".relaybus_jobs WHERE id = $1', r.id
+    )
+    assert bytes(row["unique_key"]) == bucket_key(base, 3600, row["inserted_at"].timestamp())
+    [again] = await pgdb.insert_many([job(2, key=base, period=3600)])
+    assert (again.id, again.outcome) == (r.id, "duplicate")
+
+
+async def test_unique_period_bucket_on_the_injected_clock(
+    pg: PostgresStore, clock: FakeClock
+) -> None:
+    base = b"q" * 32
+    [a] = await pg.insert_many([job(1, key=base, period=60)])
+    clock.advance(59)
+    [b] = await pg.insert_many([job(1, key=base, period=60)])
+    clock.advance(1)
+    [c] = await pg.insert_many([job(1, key=base, period=60)])
+    assert (b.id, b.outcome) == (a.id, "duplicate")
+    assert c.outcome == "inserted" and c.id != a.id
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_unique_inserts_from_many_connections(
+    pg: PostgresStore, admin: Any
+) -> None:
+    conns = [await asyncpg.connect(PG_DSN) for _ in range(20)]
+    try:
+        for round_ in range(3):
+            key = bytes([round_]) * 32
+            results = await asyncio.gather(
+                *(pg.insert_many([job(round_, key=key)], conn=c) for c in conns)
+            )
+            outcomes = sorted(r[0].outcome for r in results)
+            assert outcomes == ["duplicate"] * 19 + ["inserted"]
+            assert len({r[0].id for r in results}) == 1
+        count = await admin.fetchval(f'SELECT count(*) FROM "{pg.schema}".relaybus_jobs')
+        assert count == 3
+    finally:
+        await asyncio.gather(*(c.close() for c in conns))
+
+
+async def test_concurrent_overlapping_unique_batches_never_fail(
+    pg: PostgresStore, admin: Any
+) -> None:
+    """Batches sharing keys in different orders, from separate connections: no deadlock or
+    unique-violation escapes, and each key ends with exactly one holder."""
+    keys = [bytes([i]) * 32 for i in range(40)]
+    rep = {S.AVAILABLE: ("payload",)}
+
+    async def writer(seed: int) -> list[str]:
+        rng = random.Random(seed)
+        mine = keys[:]
+        rng.shuffle(mine)
+        out: list[str] = []
+        for chunk in range(4):
+            batch = [job(seed, key=k, replace=rep) for k in mine[chunk * 10 : chunk * 10 + 10]]
+            out += [r.outcome for r in await pg.insert_many(batch)]
+        return out
+
+    results = await asyncio.gather(*(writer(s) for s in range(8)))
+    flat = [o for r in results for o in r]
+    assert flat.count("inserted") == 40
+    rows = await admin.fetch(
+        f'SELECT unique_key, count(*) FROM "{pg.schema}".relaybus_jobs GROUP BY unique_key'
+    )
+    assert len(rows) == 40 and all(r[1] == 1 for r in rows)
+
+
+async def test_skip_locked_race_claims_each_job_once(schema: str, clock: FakeClock) -> None:
+    a = PostgresStore(PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=1)
+    b = PostgresStore(PG_DSN, schema=schema, clock=clock, min_size=1)
+    await a.open()
+    await b.open()
+    try:
+        for start in range(0, 5000, 1000):
+            await a.insert_many([job(i) for i in range(start, start + 1000)])
+
+        async def drain(store: PostgresStore, node: str) -> list[int]:
+            got: list[int] = []
+            while True:
+                claimed = await store.fetch(fetch(node=node, limit=25))
+                if not claimed:
+                    return got
+                got += [c.id for c in claimed]
+                assert all(c.attempt == 1 for c in claimed)
+
+        results = await asyncio.gather(
+            drain(a, "a1"), drain(a, "a2"), drain(b, "b1"), drain(b, "b2")
+        )
+        every = [i for r in results for i in r]
+        assert len(every) == 5000 and len(set(every)) == 5000
+        assert all(len(r) > 0 for r in results)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, admin: Any) -> None:
+    table = f'"{pg.schema}".relaybus_jobs'
+    for start in range(0, 20000, 1000):
+        await pg.insert_many([job(i, queue=("a", "b")[i % 2]) for i in range(start, start + 1000)])
+    claimed = await pg.fetch(fetch(queue="a", limit=500))
+    await pg.complete_many([Completion(c.id, c.attempt, "completed") for c in claimed])
+    await admin.execute(f"ANALYZE {table}")
+    query = pg._q["fetch"]
+    args = ("a", 10, "n", 2, True, None)
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        async with admin.transaction():
+            await admin.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            plan = await admin.fetchval("EXPLAIN (FORMAT JSON) " + query, *args)
+        text = json.dumps(json.loads(plan))
+        assert "relaybus_jobs_fetch_idx" in text, (mode, text)
+        assert '"Seq Scan"' not in text, (mode, text)
+        assert '"Sort"' not in text, (mode, text)  # the index gives the order
+
+
+# ------------------------------------------------------------------ completing and upkeep
+
+
+async def test_complete_is_fenced_on_state_and_attempt(pg: PostgresStore) -> None:
+    await pg.insert_many([job(1), job(2)])
+    c1, c2 = await pg.fetch(fetch())
+    applied = await pg.complete_many(
+        [
+            Completion(c1.id, c1.attempt + 1, "completed"),  # stale attempt
+            Completion(c2.id, c2.attempt, "completed"),
+        ]
+    )
+    assert applied == [c2.id]
+    # completed is final: a second completion changes nothing
+    assert await pg.complete_many([Completion(c2.id, c2.attempt, "discard")]) == []
+    error = JobError(START, c1.attempt, "ValueError", "boom", "tb")
+    assert await pg.complete_many([Completion(c1.id, c1.attempt, "retry", error, 30)]) == [c1.id]
+    got = await pg.get(c1.id)
+    assert got is not None and got.state is S.RETRYABLE and got.errors == (error,)
+    assert got.scheduled_at == START + timedelta(seconds=30)
+
+
+async def test_snooze_and_return_refund_the_attempt(pg: PostgresStore) -> None:
+    await pg.insert_many([job(1), job(2)])
+    c1, c2 = await pg.fetch(fetch())
+    applied = await pg.complete_many(
+        [Completion(c1.id, 1, "snooze", None, 10), Completion(c2.id, 1, "return")]
+    )
+    assert applied == [c1.id, c2.id]
+    j1, j2 = await pg.get(c1.id), await pg.get(c2.id)
+    assert j1 is not None and j1.state is S.SCHEDULED and j1.attempt == 0
+    assert j2 is not None and j2.state is S.AVAILABLE and j2.attempt == 0
+
+
+async def test_stage_discards_a_retryable_job_whose_key_is_held(pg: PostgresStore) -> None:
+    key = b"c" * 32
+    # Two jobs with the key, retryable outside their unique states (they hold nothing).
+    [a] = await pg.insert_many([job(1, key=key, states=NO_RETRYABLE)])
+    [c] = await pg.fetch(fetch())
+    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 10)])
+    [b] = await pg.insert_many([job(2, key=key, states=NO_RETRYABLE)])
+    [c] = await pg.fetch(fetch())
+    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 20)])
+    [holder] = await pg.insert_many([job(3, key=key, states=NO_RETRYABLE)])
+    assert holder.outcome == "inserted"
+    pg.clock.advance(30)  # type: ignore[attr-defined]
+    assert await pg.stage(StageParams()) == []
+    for job_id in (a.id, b.id):
+        got = await pg.get(job_id)
+        assert got is not None and got.state is S.DISCARDED
+        assert got.errors[-1].kind == "unique_conflict"
+        assert got.errors[-1].message == f"job {holder.id} holds this job's unique key"
+
+
+async def test_stage_within_one_batch_keeps_the_first_and_discards_the_rest(
+    pg: PostgresStore,
+) -> None:
+    key = b"d" * 32
+    ids = []
+    for n, delay in ((1, 10), (2, 20)):
+        [r] = await pg.insert_many([job(n, key=key, states=NO_RETRYABLE)])
+        [c] = await pg.fetch(fetch())
+        await pg.complete_many([Completion(c.id, c.attempt, "retry", None, delay)])
+        ids.append(r.id)
+    pg.clock.advance(30)  # type: ignore[attr-defined]
+    assert await pg.stage(StageParams()) == ["default"]
+    first, second = await pg.get(ids[0]), await pg.get(ids[1])
+    assert first is not None and first.state is S.AVAILABLE
+    assert second is not None and second.state is S.DISCARDED
+    assert second.errors[-1].message == f"job {ids[0]} holds this job's unique key"
+
+
+async def test_stage_survives_a_holder_committed_after_its_snapshot(
+    pg: PostgresStore, admin: Any
+) -> None:
+    """A unique violation from a concurrent holder is retried inside stage, never raised."""
+    key = b"e" * 32
+    [r] = await pg.insert_many([job(1, key=key, states=NO_RETRYABLE)])
+    [c] = await pg.fetch(fetch())
+    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 5)])
+    pg.clock.advance(10)  # type: ignore[attr-defined]
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        [holder] = await pg.insert_many([job(2, key=key, states=NO_RETRYABLE)], conn=conn)
+        staged = asyncio.create_task(pg.stage(StageParams()))
+        await asyncio.sleep(0.2)  # stage blocks on the uncommitted holder's key
+        await tr.commit()
+        assert await staged == []
+    finally:
+        await conn.close()
+    got = await pg.get(r.id)
+    assert got is not None and got.state is S.DISCARDED
+    assert got.errors[-1].message == f"job {holder.id} holds this job's unique key"
+
+
+async def test_rescue_expired_node_and_fencing(pg: PostgresStore, clock: FakeClock) -> None:
+    await pg.insert_many([job(1, max_attempts=1), job(2), job(3)])
+    claimed = await pg.fetch(fetch(node="dead"))
+    assert await pg.heartbeat(HeartbeatParams("dead", 30, [(c.id, 1) for c in claimed])) == []
+    await pg.heartbeat(HeartbeatParams("live", 30))
+    assert await pg.rescue(RescueParams(grace=5, max_rescues=3)) == 0
+    clock.advance(31)
+    await pg.heartbeat(HeartbeatParams("live", 30))
+    done = claimed[2]
+    await pg.complete_many([Completion(done.id, done.attempt, "completed")])
+    assert await pg.rescue(RescueParams(grace=5, max_rescues=3)) == 2
+    exhausted, retried, completed = [await pg.get(c.id) for c in claimed]
+    assert exhausted is not None and exhausted.state is S.DISCARDED
+    assert exhausted.errors[-1].message.endswith("attempts exhausted")
+    assert retried is not None and retried.state is S.RETRYABLE
+    assert retried.scheduled_at == clock.now()
+    assert retried.errors[-1].kind == "rescued"
+    assert retried.errors[-1].message == "node dead stopped while running attempt 1"
+    assert completed is not None and completed.state is S.COMPLETED  # fenced: not touched
+    lost = await pg.heartbeat(HeartbeatParams("dead", 30, [(c.id, 1) for c in claimed]))
+    assert sorted(lost) == sorted(c.id for c in claimed)
+
+
+async def test_rescue_timeouts_and_worker_lost(pg: PostgresStore, clock: FakeClock) -> None:
+    await pg.insert_many([job(1)])
+    for rescues in range(1, 4):
+        [c] = await pg.fetch(fetch(node="n", idle=True))
+        await pg.heartbeat(HeartbeatParams("n", 3600))
+        clock.advance(36)  # timeout 30 + grace 5 passed
+        assert await pg.rescue(RescueParams(grace=5, max_rescues=3)) == 1
+        got = await pg.get(c.id)
+        assert got is not None
+        if rescues < 3:
+            assert got.state is S.RETRYABLE
+            assert got.errors[-1].message == f"attempt {rescues} ran past its timeout plus grace"
+            await pg.stage(StageParams())
+        else:
+            assert got.state is S.DISCARDED and got.errors[-1].kind == "worker_lost"
+            assert got.errors[-1].message.endswith("rescued 3 times")
+
+
+async def test_isolated_job_runs_alone_only_when_idle(pg: PostgresStore, admin: Any) -> None:
+    r = await pg.insert_many([job(1, priority=0), job(2), job(3)])
+    await admin.execute(
+        f'UPDATE "{pg.schema}".relaybus_jobs SET rescues = 2 WHERE id = $1', r[0].id
+    )
+    busy = await pg.fetch(fetch(limit=10, idle=False))
+    assert [c.id for c in busy] == [r[1].id, r[2].id]
+    alone = await pg.fetch(fetch(limit=10, idle=True))
+    assert [c.id for c in alone] == [r[0].id]
+
+
+async def test_prune_in_bounded_batches(pg: PostgresStore, clock: FakeClock) -> None:
+    await pg.insert_many([job(i) for i in range(25)])
+    claimed = await pg.fetch(fetch(limit=25))
+    await pg.complete_many([Completion(c.id, c.attempt, "completed") for c in claimed])
+    retention = {S.COMPLETED: 60.0, S.CANCELLED: 60.0, S.DISCARDED: 60.0}
+    assert await pg.prune(PruneParams(retention, limit=10)) == 0
+    clock.advance(60)
+    assert [await pg.prune(PruneParams(retention, limit=10)) for _ in range(4)] == [10, 10, 5, 0]
+    assert await pg.stats() == {}
+
+
+async def test_leader_lease(pg: PostgresStore, clock: FakeClock) -> None:
+    from relaybus._driver import ElectParams
+
+    assert await pg.elect(ElectParams("a", 30))
+    assert not await pg.elect(ElectParams("b", 30))
+    assert await pg.elect(ElectParams("a", 30))
+    clock.advance(30)
+    assert await pg.elect(ElectParams("b", 30))
+    await pg.release_node("b")
+    assert await pg.elect(ElectParams("a", 30))
+
+
+async def test_admin_retry_conflict_changes_nothing(pg: PostgresStore) -> None:
+    key = b"r" * 32
+    [a] = await pg.insert_many([job(1, key=key)])
+    await pg.cancel(a.id)
+    [b] = await pg.insert_many([job(2, key=key)])
+    with pytest.raises(UniqueConflict) as info:
+        await pg.retry(a.id)
+    assert (info.value.job_id, info.value.holder_id) == (a.id, b.id)
+    got = await pg.get(a.id)
+    assert got is not None and got.state is S.CANCELLED
+    with pytest.raises(JobNotFound):
+        await pg.retry(10**9)
+    with pytest.raises(JobNotFound):
+        await pg.cancel(10**9)
+    assert await pg.list(ListParams(state=S.CANCELLED)) == [got]
+
+
+# ------------------------------------------------------------------------------ notify
+
+
+async def test_subscribe_receives_the_queue_and_survives_a_dropped_connection(
+    pg: PostgresStore, admin: Any
+) -> None:
+    got: asyncio.Queue[str] = asyncio.Queue()
+    unsubscribe = await pg.subscribe(got.put_nowait)
+    assert unsubscribe is not None
+    try:
+        await pg.insert_many([job(1, queue="mail"), job(2, queue="mail"), job(3, queue="x")])
+        async with asyncio.timeout(5):
+            seen = {await got.get(), await got.get()}
+        assert seen == {"mail", "x"}
+        await pg.insert_many([job(4, queue="later", delay=60)])  # scheduled: no notify
+        await asyncio.sleep(0.1)
+        assert got.empty()
+        # Kill the listening backend: the store listens again by itself.
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'relaybus-listen' AND query LIKE 'LISTEN%'"
+            " AND datname = current_database()"
+        )
+        assert killed >= 1
+        async with asyncio.timeout(10):
+            while True:
+                await pg.insert_many([job(5, queue="again")])
+                try:
+                    async with asyncio.timeout(0.3):
+                        while (await got.get()) != "again":
+                            pass
+                    break
+                except TimeoutError:
+                    continue
+    finally:
+        await unsubscribe()
+
+
+async def test_notify_is_sent_once_per_queue_and_statement(pg: PostgresStore) -> None:
+    conn = await asyncpg.connect(PG_DSN)
+    seen: list[str] = []
+    try:
+        await conn.add_listener(pg.channel, lambda *args: seen.append(args[3]))
+        await pg.insert_many([job(i, queue=("a", "b")[i % 2]) for i in range(100)])
+        await asyncio.sleep(0.3)
+        assert sorted(seen) == ["a", "b"]
+    finally:
+        await conn.close()
+
+
+# -------------------------------------------------------------------------- migrations
+
+
+async def test_migrations_are_idempotent_and_safe_concurrently(schema: str, admin: Any) -> None:
+    stores = [PostgresStore(PG_DSN, schema=schema, prefix="mig_") for _ in range(3)]
+    await asyncio.gather(*(s.migrate() for s in stores))  # unopened, at once
+    await stores[0].migrate()
+    versions = await admin.fetch(f'SELECT version FROM "{schema}".mig_migrations')
+    assert [v[0] for v in versions] == [1]
+    await stores[0].open()
+    try:
+        assert (await stores[0].insert_many([job(1)]))[0].outcome == "inserted"
+        await stores[0].migrate()  # open, too
+    finally:
+        await stores[0].close()
+
+
+async def test_root_schema_file_is_identical() -> None:
+    on_disk = (ROOT / "migrations" / "postgres.sql").read_text(encoding="utf-8")
+    assert on_disk == full_schema("postgres")
+
+
+async def test_open_runs_no_ddl_and_missing_tables_give_a_clear_error(
+    schema: str, admin: Any
+) -> None:
+    store = PostgresStore(PG_DSN, schema=schema)
+    await store.open()
+    try:
+        exists = await admin.fetchval(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema
+        )
+        assert exists == 0
+        with pytest.raises(StoreError, match="migrate"):
+            await store.insert_many([job(1)])
+    finally:
+        await store.close()
+    with pytest.raises(StoreClosed):
+        await store.fetch(fetch())
+
+
+async def test_conn_transaction_rollback_and_commit(pg: PostgresStore) -> None:
+    key = b"x" * 32
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        result = await pg.insert_many([job(1, key=key), job(2, key=key), job(3)], conn=conn)
+        assert [r.outcome for r in result] == ["inserted", "duplicate", "inserted"]
+        assert await pg.get(result[0].id) is None  # not visible outside the transaction
+        await tr.rollback()
+        assert await pg.stats() == {}
+        async with conn.transaction():
+            result = await pg.insert_many([job(4, key=key), job(5)], conn=conn)
+            assert await pg.get(result[0].id) is None  # not committed yet
+        for r in result:
+            got = await pg.get(r.id)
+            assert got is not None and got.state is S.AVAILABLE
+    finally:
+        await conn.close()
+
+
+async def test_repr_and_errors_mask_the_password(schema: str) -> None:
+    canary = f"canary-{uuid.uuid4().hex}"
+    dsn = f"postgresql://postgres:{canary}@127.0.0.1:1/test"
+    store = PostgresStore(dsn, schema=schema)
+    assert canary not in repr(store) and "***" in repr(store)
+    with pytest.raises(StoreError) as info:
+        await store.open()
+    assert canary not in str(info.value)
+    with pytest.raises(StoreError) as info:
+        await store.migrate()
+    assert canary not in str(info.value)
+
+
+def test_bad_prefix_and_schema_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        PostgresStore(PG_DSN, prefix="x; DROP TABLE jobs")
+    with pytest.raises(ValueError):
+        PostgresStore(PG_DSN, schema='public"')
