@@ -11,6 +11,7 @@ Relative links between the pages must point at files that exist.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import socket
@@ -101,7 +102,8 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_python_block_compiles(block: Block) -> None:
-    compile(block.code, block.id, "exec")
+    # sketches may await at top level, as in an async REPL
+    compile(block.code, block.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
 def test_the_readme_quickstart_runs() -> None:
