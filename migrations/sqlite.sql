@@ -1,3 +1,6 @@
+-- relaybus schema for sqlite: migrations 1-1
+
+-- migration 0001_initial
 -- relaybus schema for SQLite, migration 0001. Table and index names start with the store's
 -- table prefix (default relaybus_). Times are Unix epoch seconds (REAL, UTC) from the store's clock.
 
