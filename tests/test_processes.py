@@ -254,12 +254,20 @@ async def test_job_that_kills_its_process_is_discarded_after_max_rescues(
 
 async def test_concurrent_unique_inserts_from_many_processes(target: Target) -> None:
     count = 50 if target.kind == "postgres" else 20
-    at = time.time() + 6.0  # every process dispatches at this moment
-    cmd = [sys.executable, "-m", "tests.procs.app", "insert", *target.args(), "--at", str(at)]
+    cmd = [sys.executable, "-m", "tests.procs.app", "insert", *target.args()]
     started = [
-        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(count)
     ]
+    for proc in started:  # every process connected and waiting
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+    for proc in started:  # release them together
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
     outcomes = []
     for proc in started:
         out, err = proc.communicate(timeout=120)
@@ -272,3 +280,45 @@ async def test_concurrent_unique_inserts_from_many_processes(target: Target) -> 
     assert kinds["duplicate"] == count - 1
     async with target.bus() as bus:
         assert len(await bus.jobs.list(handler="procs.unique")) == 1
+
+
+def restart_postgres() -> None:
+    versions = sorted(os.listdir("/etc/postgresql"))
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart",
+         "-m", "immediate"],
+        check=True,
+        timeout=120,
+    )
+
+
+async def test_database_restart_under_load(target: Target, procs: Processes) -> None:
+    if target.kind != "postgres":
+        pytest.skip("a server restart applies to PostgreSQL only")  # sqlite has no server
+    if not os.path.isdir("/etc/postgresql"):
+        server_missing("a local PostgreSQL cluster to restart", FileNotFoundError("/etc/postgresql"))
+    total = 3000
+    async with target.bus() as bus:
+        for start in range(0, total, 1000):
+            await bus.dispatch_many([Work(n, "sleep", 0.002) for n in range(start, start + 1000)])
+        procs.worker("one")
+        procs.worker("two")
+
+        async def some_done() -> bool:
+            return (await states(bus))["completed"] >= total // 10
+
+        await wait_until(some_done, 60, "work under way")
+        restart_postgres()
+
+        async def all_done() -> bool:
+            try:
+                counts = await states(bus)
+            except Exception:  # our own connections died with the server too
+                return False
+            return counts["completed"] == total
+
+        await wait_until(all_done, 120, "every job to complete after the restart")
+        counts = await states(bus)
+        assert counts == Counter({"completed": total})  # nothing lost, nothing left running
+        ends = {r[1] for r in runs(target.log) if r[0] == "end"}
+        assert len(ends) == total

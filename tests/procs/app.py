@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +32,14 @@ def log_line(path: str, text: str) -> None:
         os.close(fd)
 
 
-def build_bus(dsn: str, schema: str | None, log: str) -> rb.Bus[Any]:
-    bus: rb.Bus[Any] = rb.Bus(store=store_for_dsn(dsn, prefix="relaybus_", schema=schema))
+def build_bus(dsn: str, schema: str | None, log: str, *, small: bool = False) -> rb.Bus[Any]:
+    """The app's bus; ``small``: one connection (50 inserting processes share the server's
+    100 connections)."""
+    if small and dsn.startswith("postgresql://"):
+        store: Any = rb.PostgresStore(dsn, schema=schema or "public", min_size=1, max_size=1)
+    else:
+        store = store_for_dsn(dsn, prefix="relaybus_", schema=schema)
+    bus: rb.Bus[Any] = rb.Bus(store=store)
 
     @bus.job(Work, name="procs.run", max_attempts=5, timeout=None, backoff=rb.Constant(0))
     async def run(event: Work, ctx: rb.Context[Any]) -> None:
@@ -69,17 +75,17 @@ async def worker(args: argparse.Namespace) -> None:
 
 
 async def insert(args: argparse.Namespace) -> None:
-    """Wait until --at (epoch seconds), then dispatch one unique job; print its outcome."""
-    bus = build_bus(args.dsn, args.schema, args.log)
+    """Say "ready", wait for a line on stdin, then dispatch one unique job; print the outcome."""
+    bus = build_bus(args.dsn, args.schema, args.log, small=True)
 
     @bus.job(Work, name="procs.unique", unique=rb.Unique())
     async def unique(event: Work, ctx: rb.Context[Any]) -> None:
         return None
 
     async with bus:
-        delay = args.at - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await bus.jobs.stats()  # connected and warm
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)  # the test releases every process at once
         result = await bus.dispatch(Work(0, "noop"))
         outcome = next(r for r in result.jobs if r.handler == "procs.unique")
         print(f"{outcome.outcome} {outcome.id}", flush=True)
@@ -96,7 +102,6 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=0.3)
     parser.add_argument("--ttl", type=float, default=1.5)
     parser.add_argument("--max-rescues", type=int, default=3)
-    parser.add_argument("--at", type=float, default=0.0)
     args = parser.parse_args()
     asyncio.run(worker(args) if args.command == "worker" else insert(args))
 
