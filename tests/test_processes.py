@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,10 @@ class Target:
         return build_bus(self.dsn, self.schema, str(self.log))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
+@asynccontextmanager
+async def make_target(kind: str, tmp_path: Path) -> AsyncIterator[Target]:
     log = tmp_path / "runs.log"
-    if request.param == "sqlite":
+    if kind == "sqlite":
         path = tmp_path / "jobs.db"
         target = Target("sqlite", f"sqlite:///{path}", None, log)
         async with target.bus() as bus:  # sets the file up
@@ -70,8 +71,22 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await target.bus().store.migrate()
         yield target
     finally:
+        if conn.is_closed():
+            conn = await asyncpg.connect(PG_DSN)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
+    async with make_target(request.param, tmp_path) as made:
+        yield made
+
+
+@pytest.fixture
+async def pg_target(tmp_path: Path) -> AsyncIterator[Target]:
+    async with make_target("postgres", tmp_path) as made:
+        yield made
 
 
 class Processes:
@@ -292,11 +307,16 @@ def restart_postgres() -> None:
     )
 
 
-async def test_database_restart_under_load(target: Target, procs: Processes) -> None:
-    if target.kind != "postgres":
-        pytest.skip("a server restart applies to PostgreSQL only")  # sqlite has no server
-    if not os.path.isdir("/etc/postgresql"):
-        server_missing("a local PostgreSQL cluster to restart", FileNotFoundError("/etc/postgresql"))
+async def test_database_restart_under_load(pg_target: Target) -> None:
+    target = pg_target
+    procs = Processes(target)
+    try:
+        await _restart_under_load(target, procs)
+    finally:
+        procs.stop_all()
+
+
+async def _restart_under_load(target: Target, procs: Processes) -> None:
     total = 3000
     async with target.bus() as bus:
         for start in range(0, total, 1000):
