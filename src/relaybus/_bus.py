@@ -208,6 +208,27 @@ class Bus(Generic[S]):
         errors: ErrorMode | None = None,
     ) -> DispatchResult:
         """Insert one job per job handler (one transaction), then run the inline handlers."""
+        plan = self._plans.get(type(event))
+        if plan is None or plan.version != self.registry.version:
+            plan = self._plan(type(event))
+        if not plan.jobs and not self.dispatch_middleware and not self.middleware:
+            # Fast path: inline handlers only.
+            if plan.inline:
+                ctx: Context[S] = Context(
+                    self.state, self, event, "", meta or {}, self.handler_logger
+                )
+                failures: list[Exception] | None = None
+                for spec in plan.inline:
+                    ctx.handler = spec.name
+                    try:
+                        await spec.call(event, ctx)
+                    except Exception as exc:
+                        if failures is None:
+                            failures = []
+                        failures.append(exc)
+                if failures:
+                    self._inline_failed(failures, errors, DispatchResult(event, []))
+            return DispatchResult(event, [])
         results = await self._dispatch(
             [event], meta, delay, at, priority, queue, conn, errors, single=True
         )
@@ -283,16 +304,16 @@ class Bus(Generic[S]):
             if plan.inline:
                 await self._run_inline(event, plan, meta, failures)
         if failures:
-            mode = errors or self.errors
-            if mode == "raise":
-                raise DispatchError(
-                    f"{len(failures)} inline handler(s) failed",
-                    failures,
-                    results[0] if single else results,
-                )
-            for failure in failures:
-                self.logger.error("inline handler failed", exc_info=failure)
+            self._inline_failed(failures, errors, results[0] if single else results)
         return results
+
+    def _inline_failed(
+        self, failures: list[Exception], errors: ErrorMode | None, result: Any
+    ) -> None:
+        if (errors or self.errors) == "raise":
+            raise DispatchError(f"{len(failures)} inline handler(s) failed", failures, result)
+        for failure in failures:
+            self.logger.error("inline handler failed", exc_info=failure)
 
     async def _insert_jobs(
         self,
@@ -368,14 +389,7 @@ class Bus(Generic[S]):
     async def _run_inline(
         self, event: Any, plan: _Plan, meta: dict[str, Any], failures: list[Exception]
     ) -> None:
-        ctx: Context[S] = Context(
-            state=self.state,
-            bus=self,
-            event=event,
-            handler="",
-            meta=meta,
-            logger=self.handler_logger,
-        )
+        ctx: Context[S] = Context(self.state, self, event, "", meta, self.handler_logger)
         middleware = self.middleware
         for spec in plan.inline:
             ctx.handler = spec.name

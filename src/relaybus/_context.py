@@ -32,7 +32,6 @@ class Context(Generic[S]):
 
     def __init__(
         self,
-        *,
         state: S,
         bus: Bus[Any],
         event: Any,

@@ -112,13 +112,13 @@ class Executor:
                 f"payload does not decode into {spec.event.__qualname__}: {exc}",
             )
         ctx: Context[Any] = Context(
-            state=self._bus.state,
-            bus=self._bus,
-            event=event,
-            handler=spec.name,
-            meta=job.meta,
-            logger=self._bus.handler_logger,
-            job=JobInfo(
+            self._bus.state,
+            self._bus,
+            event,
+            spec.name,
+            job.meta,
+            self._bus.handler_logger,
+            JobInfo(
                 job.id,
                 job.handler,
                 job.attempt,
