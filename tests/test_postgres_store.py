@@ -204,6 +204,7 @@ async def test_batch_of_1000_is_one_statement(pg: PostgresStore) -> None:
         unique = await pg.insert_many(
             [job(i, key=i.to_bytes(32, "big")) for i in range(1000)], conn=conn
         )
+        await asyncio.sleep(0.05)  # query loggers are called soon after, not during
         conn.remove_query_logger(log)
     assert len(result) == 1000 and len(unique) == 1000
     assert len(calls) == 2, calls
@@ -710,3 +711,77 @@ def test_bad_prefix_and_schema_are_rejected() -> None:
         PostgresStore(PG_DSN, prefix="x; DROP TABLE jobs")
     with pytest.raises(ValueError):
         PostgresStore(PG_DSN, schema='public"')
+
+
+# ------------------------------------------------------------------- connection loss
+
+
+async def test_terminated_backends_raise_clearly_then_are_replaced(
+    pg: PostgresStore, admin: Any
+) -> None:
+    await pg.insert_many([job(1)])
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'relaybus' AND datname = current_database()"
+    )
+    await asyncio.sleep(0.1)
+    ok = 0
+    for _ in range(3):  # at most one failure per dropped connection, then fresh ones
+        try:
+            await pg.insert_many([job(2)])
+            ok += 1
+        except StoreError as exc:
+            assert "unavailable" in str(exc)
+    assert ok >= 1
+    assert (await pg.insert_many([job(3)]))[0].outcome == "inserted"
+
+
+async def test_own_pool_respects_max_size_and_hands_over(schema: str, clock: FakeClock) -> None:
+    store = PostgresStore(
+        PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=0, max_size=2
+    )
+    await store.open()
+    try:
+        await asyncio.gather(*(store.insert_many([job(i)]) for i in range(50)))
+        assert store.pool._size <= 2
+        held = await store.pool.acquire_connection()
+        try:
+            waiting = asyncio.create_task(store.get(1))
+            other = await store.pool.acquire_connection()  # the second and last slot
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            store.pool.release(other)
+            assert (await waiting) is not None
+            cancelled = asyncio.create_task(store.pool.acquire_connection())
+            other = await store.pool.acquire_connection()
+            await asyncio.sleep(0)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            store.pool.release(other)
+        finally:
+            store.pool.release(held)
+        assert store.pool._size <= 2
+        assert len(await store.list(ListParams())) == 50
+    finally:
+        await store.close()
+
+
+async def test_user_pool_is_used_and_not_closed(schema: str, clock: FakeClock) -> None:
+    pool = await asyncpg.create_pool(PG_DSN, min_size=1, max_size=3)
+    try:
+        store = PostgresStore(pool, schema=schema, clock=clock, auto_migrate=True)
+        assert "<asyncpg.Pool>" in repr(store)
+        await store.open()
+        got: asyncio.Queue[str] = asyncio.Queue()
+        unsubscribe = await store.subscribe(got.put_nowait)
+        assert unsubscribe is not None
+        await store.insert_many([job(1, queue="q")])
+        async with asyncio.timeout(5):
+            assert await got.get() == "q"
+        await unsubscribe()
+        await store.close()
+        assert not pool._closed
+        assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()

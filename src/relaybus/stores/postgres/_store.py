@@ -46,6 +46,7 @@ from ..._sql import load_migrations, load_queries, render
 from ..._types import Job, JobState
 from ..._validate import check_identifier
 from ._dsn import mask_dsn, mask_text
+from ._pool import LightPool
 
 __all__ = ["PostgresStore"]
 
@@ -106,11 +107,6 @@ def _channel_name(schema: str, prefix: str) -> str:
     if len(name) > 63:  # NAMEDATALEN - 1
         name = "relaybus_" + hashlib.sha256(name.encode()).hexdigest()[:32]
     return name
-
-
-async def _no_reset(conn: Any) -> None:
-    """Pool reset: nothing to undo (no session state is ever left behind; asyncpg rolls back
-    an open transaction itself), which saves a round trip on every release."""
 
 
 class PostgresStore:
@@ -187,29 +183,20 @@ class PostgresStore:
 
     @property
     def pool(self) -> Any:
-        """The asyncpg pool (None until opened, when the store makes its own)."""
+        """The connection pool: the user's ``asyncpg.Pool``, or the store's own (None until
+        opened). Both have ``acquire()`` (an async context manager) and fetch/fetchrow/fetchval."""
         return self._pool
 
     async def open(self) -> None:
         if self._open:
             return
         if self._own_pool:
+            pool = LightPool(self._connect, min_size=self._min_size, max_size=self._max_size)
             try:
-                self._pool = await asyncpg.create_pool(
-                    self._dsn,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    reset=_no_reset,
-                    server_settings={
-                        "application_name": "relaybus",
-                        "jit": "off",
-                        "timezone": "UTC",
-                    },
-                )
+                await pool.open()
             except Exception as exc:
-                raise StoreError(f"cannot open the PostgreSQL pool: {self._describe(exc)}") from (
-                    None
-                )
+                raise StoreError(f"cannot connect to PostgreSQL: {self._describe(exc)}") from None
+            self._pool = pool
         self._open = True
         if self._auto_migrate:
             try:
@@ -220,11 +207,17 @@ class PostgresStore:
         else:
             await self._check_schema()
 
+    async def _connect(self) -> Any:
+        return await asyncpg.connect(
+            self._dsn,
+            server_settings={"application_name": "relaybus", "jit": "off", "timezone": "UTC"},
+        )
+
     async def close(self) -> None:
         for listener in list(self._listeners):
             await listener.stop()
         self._listeners.clear()
-        was_open, self._open = self._open, False
+        self._open = False
         if self._own_pool and self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -232,7 +225,6 @@ class PostgresStore:
                     await pool.close()
             except Exception:
                 pool.terminate()
-        del was_open
 
     def _check_open(self) -> Any:
         if not self._open or self._pool is None:
@@ -862,11 +854,19 @@ class _Listener:
         except Exception:
             _logger.exception("on_insert callback failed for queue %r", payload)
 
+    async def _give_back(self, conn: Any, release: Callable[[], Awaitable[None]]) -> None:
+        if not conn.is_closed():
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await conn.remove_listener(self._store._channel, self._notified)
+        await release()
+
     async def _run(self) -> None:
         store = self._store
         delay = 0.05
         while not self._stopping:
             release: Callable[[], Awaitable[None]] | None = None
+            conn: Any = None
             try:
                 conn, release = await store._listen_connection()
                 lost = asyncio.Event()
@@ -900,6 +900,6 @@ class _Listener:
             finally:
                 if release is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(release())
+                        await asyncio.shield(self._give_back(conn, release))
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 5.0)
