@@ -1,0 +1,1 @@
+"""relaybus benchmarks: `python -m benchmarks --help`."""

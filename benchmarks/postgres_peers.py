@@ -1,0 +1,748 @@
+"""Group C: relaybus on PostgreSQL side by side with PgQueuer, Procrastinate, Chancy and Oban for
+Python, in one run, on the same server.
+
+Each system runs in its own processes (``benchmarks/pg/client.py``; Oban under Python 3.12 from
+its own venv), through its own public API (``benchmarks/pg/sys_<name>.py`` says how), against its
+own database: ``bench_<name>_tpl`` gets the system's schema once per run, and every measurement
+starts from a fresh copy of it (``CREATE DATABASE bench_<name> TEMPLATE bench_<name>_tpl``).
+Rounds interleave the systems, so noise on this shared 2-core machine falls on all of them.
+
+Per system and round:
+
+- **enqueue one at a time**: one client process, N single enqueues (each its own transaction,
+  the system's ordinary call), timed inside the client;
+- **enqueue in batches of 1,000**: one client, 20,000 jobs in 20 calls of the system's batch API;
+- **processing, 1 and 2 worker processes**: the jobs of a batch enqueue are already there; the
+  worker processes (concurrency 10 each) are started and synchronised by a start barrier; the time
+  runs from the first handler start to the moment the database shows no unfinished job (polled:
+  every 200 ms, then every 5-20 ms near the end);
+- **latency**: one idle worker process; a client enqueues one job at a time at a steady 200/s for
+  10 s, with ``time.time()`` in the payload; the handler takes the difference;
+- **CPU**: the client's or workers' own CPU (``getrusage``, from the first handler start), and
+  PostgreSQL's: the sum of the CPU of the backends (and autovacuum workers) of the benchmark
+  database, read from /proc over the same window (the poller's own backend excluded; shared
+  WAL writer and checkpointer not counted).
+
+The flat-cost check runs relaybus alone (and the fastest peer if asked): a fresh database with a
+backlog of 5,000 or 200,000 jobs, one worker process, CPU of the worker and of PostgreSQL over
+its first 5,000 jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from . import oban_env
+from ._common import (
+    ROOT,
+    GroupResult,
+    PgCpu,
+    Stat,
+    Table,
+    fmt_num,
+    fmt_ratio,
+    fmt_stat,
+    log,
+    machine_facts,
+    package_version,
+    percentile,
+)
+
+BASE_DSN = os.environ.get("RELAYBUS_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+ALL_SYSTEMS = ("relaybus", "pgqueuer", "procrastinate", "chancy", "oban")
+PEERS = ("pgqueuer", "procrastinate", "chancy", "oban")
+PACKAGES = {
+    "relaybus": "relaybus",
+    "pgqueuer": "pgqueuer",
+    "procrastinate": "procrastinate",
+    "chancy": "chancy",
+    "oban": "oban",
+}
+# SQL counting the jobs not yet finished (the completion is visible once this reaches 0).
+REMAINING_SQL = {
+    "relaybus": "SELECT count(*) FROM relaybus_jobs "
+    "WHERE state NOT IN ('completed', 'cancelled', 'discarded')",
+    "pgqueuer": "SELECT count(*) FROM pgqueuer",
+    "procrastinate": "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')",
+    "chancy": "SELECT count(*) FROM chancy_jobs WHERE state NOT IN ('succeeded', 'failed')",
+    "oban": "SELECT count(*) FROM oban_jobs "
+    "WHERE state NOT IN ('completed', 'discarded', 'cancelled')",
+}
+SUBPROCESS_TIMEOUT = 600.0
+# How each system is driven (the code is in benchmarks/pg/sys_<name>.py).
+SETTINGS = {
+    "relaybus": "`rb.PostgresStore(dsn)` (asyncpg pool, default sizes); one `@bus.job` handler; "
+    "`await bus.dispatch(event)`; `await bus.dispatch_many(events)` for batches; worker "
+    "`bus.worker(queues={'default': 10})`, other options default.",
+    "pgqueuer": "one asyncpg connection (`AsyncpgDriver`, as PgQueuer's own benchmark "
+    "connects); `Queries.enqueue(entrypoint, payload, priority)` and its list form for batches; "
+    "worker `PgQueuer.run(batch_size=5, max_concurrent_tasks=10)` (a hard cap of 10 jobs in "
+    "flight per process; PgQueuer requires the cap >= 2x the batch size); durability "
+    "`durable` (default, logged tables).",
+    "procrastinate": "`PsycopgConnector` (psycopg 3 pool, defaults); `task.defer_async(...)`; "
+    "`task.batch_defer_async(*kwargs)` for batches; worker "
+    "`app.run_worker_async(concurrency=10, listen_notify=True)`, other options default "
+    "(finished jobs kept).",
+    "chancy": "`Chancy(dsn)` (psycopg 3 pool, default plugins); `chancy.push(job)`; "
+    "`chancy.push_many(jobs, batch_size=1000)` for batches; queue `Queue('default', "
+    "concurrency=10, executor=Chancy.Executor.Async, polling_interval=1, eager_polling=True)` "
+    "(the default process-pool executor and 5 s polling suit CPU-bound jobs, not no-op async "
+    "ones); `Worker(chancy)`.",
+    "oban": "run under Python 3.12 from `.venv/py312-oban`; `Oban.create_pool(dsn)` (psycopg 3 "
+    "pool); `oban.enqueue(Bench.new(args))`; `oban.enqueue_many(jobs)` for batches; worker "
+    "`Oban(pool=pool, queues={'default': 10})`, other options default.",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    rounds: int
+    single_n: int
+    batch_n: int
+    process_n: int
+    latency_s: float
+    latency_rate: float
+    flat_backlogs: tuple[int, ...]
+    flat_measure: int
+    slow_process_rounds: int  # processing rounds for peers far below the fastest
+
+
+FULL = Plan(3, 2_000, 20_000, 20_000, 10.0, 200.0, (5_000, 200_000), 5_000, 1)
+QUICK = Plan(1, 500, 5_000, 5_000, 4.0, 200.0, (5_000, 50_000), 2_000, 1)
+
+
+def dsn_for(database: str) -> str:
+    parts = urlsplit(BASE_DSN)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+# -- processes ------------------------------------------------------------------------------------
+
+
+class Client:
+    """One ``benchmarks.pg.client`` process and its JSON-line events."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, label: str) -> None:
+        self.proc = proc
+        self.label = label
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.stderr: list[str] = []
+        self._reader = asyncio.create_task(self._read())
+        self._err = asyncio.create_task(self._read_err())
+
+    @classmethod
+    async def start(cls, system: str, interpreter: str, database: str, mode: str,
+                    **options: Any) -> Client:
+        args = [interpreter, "-m", "benchmarks.pg.client", "--system", system,
+                "--dsn", dsn_for(database), "--mode", mode]
+        for key, value in options.items():
+            if value is True:
+                args.append(f"--{key}")
+            elif value is not False and value is not None:
+                args.extend([f"--{key}", str(value)])
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # start-up speed of repeated processes
+        env["PYTHONPATH"] = str(ROOT)
+        proc = await asyncio.create_subprocess_exec(
+            *args, cwd=str(ROOT), env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=2**26,
+        )
+        return cls(proc, f"{system}/{mode}")
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while True:
+            line = await self.proc.stdout.readline()
+            if not line:
+                break
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            event["_at"] = time.time()
+            await self.events.put(event)
+        await self.events.put({"event": "exit"})
+
+    async def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        while True:
+            line = await self.proc.stderr.readline()
+            if not line:
+                break
+            self.stderr.append(line.decode(errors="replace"))
+            del self.stderr[:-40]
+
+    async def expect(self, name: str, within: float = SUBPROCESS_TIMEOUT) -> dict[str, Any]:
+        async with asyncio.timeout(within):
+            while True:
+                event = await self.events.get()
+                if event["event"] == name:
+                    return event
+                if event["event"] == "exit":
+                    await self.proc.wait()
+                    tail = "".join(self.stderr[-25:])
+                    raise RuntimeError(
+                        f"{self.label} exited (code {self.proc.returncode}) before {name!r}:\n"
+                        f"{tail}"
+                    )
+
+    def send(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((word + "\n").encode())
+
+    async def finish(self) -> None:
+        with contextlib.suppress(Exception):
+            self.send("exit")
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(60):
+                await self.proc.wait()
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        for task in (self._reader, self._err):
+            task.cancel()
+
+
+# -- databases ------------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self) -> None:
+        self.admin: Any = None
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self.admin = await asyncpg.connect(BASE_DSN)
+
+    async def close(self) -> None:
+        if self.admin is not None:
+            await self.admin.close()
+
+    async def recreate(self, database: str, template: str | None = None) -> None:
+        await self.admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if template is None:
+            await self.admin.execute(f'CREATE DATABASE "{database}"')
+        else:
+            await self.admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+
+    async def drop(self, database: str) -> None:
+        await self.admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    async def facts(self) -> dict[str, str]:
+        version = await self.admin.fetchval("SHOW server_version")
+        out = {"postgresql": str(version)}
+        for name in ("fsync", "synchronous_commit", "wal_level", "shared_buffers",
+                     "max_connections"):
+            out[name] = str(await self.admin.fetchval(f"SHOW {name}"))
+        return out
+
+
+# -- one system's measurements --------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, key: str, value: float) -> None:
+        self.values.setdefault(key, []).append(value)
+
+    def stat(self, key: str) -> Stat | None:
+        data = self.values.get(key)
+        return Stat.of(data) if data else None
+
+
+class Bench:
+    def __init__(self, server: Server, system: str, interpreter: str) -> None:
+        self.server = server
+        self.system = system
+        self.interpreter = interpreter
+        self.db = f"bench_{system}"
+        self.template = f"bench_{system}_tpl"
+        self.samples = Samples()
+        self.latencies: list[list[float]] = []
+
+    async def client(self, mode: str, **options: Any) -> Client:
+        return await Client.start(self.system, self.interpreter, self.db, mode, **options)
+
+    async def prepare_template(self) -> None:
+        await self.server.recreate(self.template)
+        c = await Client.start(self.system, self.interpreter, self.template, "install")
+        try:
+            await c.expect("result", within=180)
+        finally:
+            await c.finish()
+
+    async def fresh(self) -> None:
+        await self.server.recreate(self.db, self.template)
+
+    async def enqueue(self, mode: str, n: int, record: str) -> None:
+        """One client enqueues n jobs (``enqueue-single`` or ``enqueue-batch``)."""
+        c = await self.client(mode, n=n, batch=1000)
+        try:
+            await c.expect("ready", within=120)
+            pg = PgCpu(self.db)
+            pg.start()
+            c.send("go")
+            res = await c.expect("result")
+            pg_cpu = pg.stop()
+        finally:
+            await c.finish()
+        self.samples.add(f"{record}.rate", n / res["elapsed"])
+        self.samples.add(f"{record}.cpu_us", res["cpu"] / n * 1e6)
+        self.samples.add(f"{record}.pg_us", pg_cpu / n * 1e6)
+
+    async def _poller(self) -> tuple[Any, int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn_for(self.db))
+        pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        return conn, pid
+
+    async def process(self, workers: int, n: int, record: str,
+                      profile: Path | None = None) -> None:
+        """n pre-enqueued jobs (a batch-enqueue measurement first), then ``workers`` processes."""
+        await self.fresh()
+        await self.enqueue("enqueue-batch", n, "batch")
+        conn, poller_pid = await self._poller()
+        clients = [
+            await self.client("worker", concurrency=10,
+                              profile=str(profile) if profile is not None else None)
+            for _ in range(workers)
+        ]
+        try:
+            for c in clients:
+                await c.expect("ready", within=120)
+            pg = PgCpu(self.db, exclude=[poller_pid])
+            for c in clients:
+                c.send("go")
+            firsts = [asyncio.create_task(c.expect("first")) for c in clients]
+            done, _ = await asyncio.wait(firsts, return_when=asyncio.FIRST_COMPLETED)
+            pg.start()
+            first_at = min(t.result()["t"] for t in done)
+            sql = REMAINING_SQL[self.system]
+            async with asyncio.timeout(SUBPROCESS_TIMEOUT):
+                while True:
+                    remaining = int(await conn.fetchval(sql))
+                    if remaining == 0:
+                        break
+                    await asyncio.sleep(
+                        0.2 if remaining > 2000 else 0.02 if remaining > 200 else 0.005
+                    )
+            end_at = time.time()
+            pg_cpu = pg.stop()
+            for t in firsts:
+                if not t.done():
+                    t.cancel()
+            for c in clients:
+                c.send("stop")
+            results = [await c.expect("result", within=120) for c in clients]
+        finally:
+            await conn.close()
+            for c in clients:
+                await c.finish()
+        for t in firsts:
+            if t.done() and not t.cancelled() and t.exception() is None:
+                first_at = min(first_at, t.result()["t"])
+        handled = sum(r["count"] for r in results)
+        elapsed = end_at - first_at
+        self.samples.add(f"{record}.rate", handled / elapsed)
+        self.samples.add(f"{record}.cpu_us", sum(r["cpu"] for r in results) / handled * 1e6)
+        self.samples.add(f"{record}.pg_us", pg_cpu / handled * 1e6)
+
+    async def latency(self, seconds: float, rate: float) -> None:
+        await self.fresh()
+        worker = await self.client("worker", concurrency=10, latency=True)
+        producer: Client | None = None
+        try:
+            await worker.expect("ready", within=120)
+            worker.send("go")
+            await worker.expect("started", within=120)
+            await asyncio.sleep(1.0)  # idle: listening, nothing to do
+            producer = await self.client("produce", rate=rate, duration=seconds)
+            await producer.expect("ready", within=120)
+            producer.send("go")
+            res = await producer.expect("result", within=seconds * 10 + 60)
+            await asyncio.sleep(1.0)
+            worker.send("stop")
+            wres = await worker.expect("result", within=120)
+        finally:
+            await worker.finish()
+            if producer is not None:
+                await producer.finish()
+        lat = sorted(x * 1000 for x in wres["latencies"])
+        expected = int(rate * seconds)
+        self.latencies.append(lat)
+        self.samples.add("latency.p50", percentile(lat, 50))
+        self.samples.add("latency.p95", percentile(lat, 95))
+        self.samples.add("latency.p99", percentile(lat, 99))
+        self.samples.add("latency.max", lat[-1] if lat else float("nan"))
+        self.samples.add("latency.missing", expected - len(lat))
+        self.samples.add("latency.behind", res["behind"])
+
+    async def flat(self, backlog: int, measure: int) -> None:
+        await self.fresh()
+        c = await self.client("enqueue-batch", n=backlog, batch=1000)
+        try:
+            await c.expect("ready", within=120)
+            c.send("go")
+            await c.expect("result")
+        finally:
+            await c.finish()
+        await self.server.admin.execute("CHECKPOINT")
+        w = await self.client("worker", concurrency=10, checkpoint=measure)
+        try:
+            await w.expect("ready", within=120)
+            pg = PgCpu(self.db)
+            w.send("go")
+            first = await w.expect("first")
+            pg.start()
+            mark = await w.expect("checkpoint")
+            pg_cpu = pg.stop()
+            w.send("stop")
+            await w.expect("result", within=300)
+        finally:
+            await w.finish()
+        key = f"flat{backlog}"
+        self.samples.add(f"{key}.rate", measure / max(1e-9, mark["t"] - first["t"]))
+        self.samples.add(f"{key}.cpu_us", mark["cpu"] / measure * 1e6)
+        self.samples.add(f"{key}.pg_us", pg_cpu / measure * 1e6)
+
+
+# -- the group ---------------------------------------------------------------------------------
+
+
+def _versions(oban_py: Path | None) -> dict[str, str]:
+    out = {name: package_version(pkg) for name, pkg in PACKAGES.items() if name != "oban"}
+    out["asyncpg"] = package_version("asyncpg")
+    out["psycopg"] = package_version("psycopg")
+    if oban_py is not None:
+        import subprocess
+
+        res = subprocess.run(
+            [str(oban_py), "-c",
+             "import importlib.metadata as m, platform;"
+             "print(m.version('oban'), platform.python_version())"],
+            capture_output=True, text=True,
+        )
+        if res.returncode == 0:
+            version, py = res.stdout.split()
+            out["oban"] = f"{version} (Python {py})"
+    return out
+
+
+async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any]:
+    oban_py: Path | None = None
+    skipped: dict[str, str] = {}
+    if "oban" in systems:
+        oban_py, reason = oban_env.ensure(verbose=True)
+        if oban_py is None:
+            skipped["oban"] = reason
+            systems = [s for s in systems if s != "oban"]
+    if "relaybus" in systems:
+        try:
+            import relaybus as rb
+
+            rb.PostgresStore  # noqa: B018 - import check
+        except (ImportError, AttributeError) as exc:
+            skipped["relaybus"] = f"PostgresStore not available: {exc}"
+            systems = [s for s in systems if s != "relaybus"]
+    server = Server()
+    await server.open()
+    facts = await server.facts()
+    benches: dict[str, Bench] = {}
+    try:
+        for system in systems:
+            interpreter = str(oban_py) if system == "oban" else sys.executable
+            bench = Bench(server, system, interpreter)
+            log(f"[postgres] {system}: installing the schema into {bench.template}")
+            await bench.prepare_template()
+            benches[system] = bench
+        profile_path = ROOT / "benchmarks" / "results" / "relaybus-pg-worker.prof"
+        for r in range(plan.rounds):
+            for system, bench in benches.items():
+                log(f"[postgres] round {r + 1}/{plan.rounds}: {system}")
+                await bench.fresh()
+                await bench.enqueue("enqueue-single", plan.single_n, "single")
+                slow = _is_slow(benches, system) and r >= plan.slow_process_rounds
+                if not slow:
+                    await bench.process(1, plan.process_n, "process1")
+                    await bench.process(2, plan.process_n, "process2")
+                else:
+                    log(f"[postgres] {system}: processing measured in "
+                        f"{plan.slow_process_rounds} round(s) only (slow)")
+                    await bench.fresh()
+                    await bench.enqueue("enqueue-batch", plan.batch_n, "batch")
+                await bench.latency(plan.latency_s, plan.latency_rate)
+        if "relaybus" in benches:
+            bench = benches["relaybus"]
+            for backlog in plan.flat_backlogs:
+                log(f"[postgres] flat cost: relaybus, backlog {backlog:,}")
+                await bench.flat(backlog, plan.flat_measure)
+            log("[postgres] relaybus: profiled processing run (1 worker, cProfile)")
+            profile_path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):
+                profile_path.unlink()
+            await bench.process(1, plan.process_n, "profiled", profile=profile_path)
+    finally:
+        for bench in benches.values():
+            with contextlib.suppress(Exception):
+                await server.drop(bench.db)
+                await server.drop(bench.template)
+        await server.close()
+    return {
+        "facts": facts,
+        "versions": _versions(oban_py),
+        "skipped": skipped,
+        "plan": plan.__dict__,
+        "samples": {s: b.samples.values for s, b in benches.items()},
+        "profile": _profile_rows(profile_path, plan.process_n) if "relaybus" in benches else [],
+    }
+
+
+def _is_slow(benches: dict[str, Bench], system: str) -> bool:
+    """A peer whose 1-process throughput is under a third of the fastest system's so far."""
+    rates = {
+        s: statistics.median(b.samples.values["process1.rate"])
+        for s, b in benches.items()
+        if b.samples.values.get("process1.rate")
+    }
+    if system not in rates or system == "relaybus" or len(rates) < 2:
+        return False
+    return rates[system] < max(rates.values()) / 3
+
+
+def _profile_rows(path: Path, jobs: int, top: int = 15) -> list[list[str]]:
+    if not path.exists():
+        return []
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    rows: list[tuple[float, float, int, str]] = []
+    idle = ("poll' of 'select.epoll", "selectors.py")
+    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
+        name = f"{filename}:{line}({func})"
+        if any(marker in name for marker in idle):
+            continue
+        for marker in ("/site-packages/", "/src/", "/lib/python3.11/"):
+            if marker in name:
+                name = name.split(marker, 1)[1]
+                break
+        rows.append((tottime, cumtime, ncalls, name))
+    rows.sort(reverse=True)
+    total = sum(r[0] for r in rows) or 1.0
+    return [
+        [f"`{name}`", f"{ncalls / jobs:.2f}", f"{tottime / jobs * 1e6:.1f}",
+         f"{100 * tottime / total:.0f}%", f"{cumtime / jobs * 1e6:.1f}"]
+        for tottime, cumtime, ncalls, name in rows[:top]
+    ]
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def _cell(samples: dict[str, list[float]], key: str, digits: int = 0) -> str:
+    data = samples.get(key)
+    return fmt_stat(Stat.of(data), digits) if data else "n/a"
+
+
+def _median(samples: dict[str, list[float]], key: str) -> float | None:
+    data = samples.get(key)
+    return statistics.median(data) if data else None
+
+
+def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
+    oban_env.ensure_peers()
+    plan = QUICK if quick else FULL
+    chosen = [s for s in (systems or ALL_SYSTEMS) if s in ALL_SYSTEMS]
+    data = asyncio.run(_run(plan, chosen, quick))
+    samples: dict[str, dict[str, list[float]]] = data["samples"]
+    measured = list(samples)
+    peers = [s for s in measured if s in PEERS]
+
+    metrics = [
+        ("enqueue one at a time (jobs/s)", "single.rate", 0),
+        ("enqueue in batches of 1,000 (jobs/s)", "batch.rate", 0),
+        ("process, 1 worker process, concurrency 10 (jobs/s)", "process1.rate", 0),
+        ("process, 2 worker processes (jobs/s)", "process2.rate", 0),
+        ("latency p50 (ms)", "latency.p50", 1),
+        ("latency p95 (ms)", "latency.p95", 1),
+        ("latency p99 (ms)", "latency.p99", 1),
+        ("client CPU per single enqueue (µs)", "single.cpu_us", 0),
+        ("PostgreSQL CPU per single enqueue (µs)", "single.pg_us", 0),
+        ("client CPU per batch-enqueued job (µs)", "batch.cpu_us", 1),
+        ("PostgreSQL CPU per batch-enqueued job (µs)", "batch.pg_us", 1),
+        ("worker CPU per job, 1 worker (µs)", "process1.cpu_us", 0),
+        ("PostgreSQL CPU per job, 1 worker (µs)", "process1.pg_us", 0),
+        ("worker CPU per job, 2 workers (µs)", "process2.cpu_us", 0),
+        ("PostgreSQL CPU per job, 2 workers (µs)", "process2.pg_us", 0),
+    ]
+    headers = ["metric", *[_label(s, data["versions"]) for s in measured]]
+    rows = [[label, *[_cell(samples[s], key, digits) for s in measured]]
+            for label, key, digits in metrics]
+
+    # fastest peer per metric and relaybus's ratio to it
+    higher_better = {"single.rate", "batch.rate", "process1.rate", "process2.rate"}
+    ratio_rows: list[list[str]] = []
+    targets: list[tuple[str, str, bool | None]] = []
+    target_ratio = {"process1.rate": 2.5, "process2.rate": 2.5, "batch.rate": 2.0,
+                    "single.rate": 1.2}
+    best: dict[str, tuple[str, float]] = {}
+    for label, key, _digits in metrics:
+        peer_values = {p: _median(samples[p], key) for p in peers}
+        valid = {p: v for p, v in peer_values.items() if v is not None}
+        if not valid:
+            continue
+        pick = max if key in higher_better else min
+        best_peer = pick(valid, key=lambda p: valid[p])
+        best[key] = (best_peer, valid[best_peer])
+        rb_value = _median(samples.get("relaybus", {}), key)
+        ratio = None
+        if rb_value is not None and valid[best_peer]:
+            ratio = (rb_value / valid[best_peer] if key in higher_better
+                     else valid[best_peer] / rb_value if rb_value else None)
+        digits = 1 if "latency" in key else 0
+        ratio_rows.append([
+            label,
+            f"{best_peer} {fmt_num(valid[best_peer], digits)}",
+            fmt_num(rb_value, digits) if rb_value is not None else "n/a",
+            fmt_ratio(ratio),
+        ])
+    if "relaybus" in samples and peers:
+        rbs = samples["relaybus"]
+        for key, need in target_ratio.items():
+            if key not in best:
+                continue
+            peer, value = best[key]
+            mine = _median(rbs, key)
+            if mine is None:
+                continue
+            label = next(lbl for lbl, k, _ in metrics if k == key)
+            ratio = mine / value
+            cpu_note = ""
+            if key == "process1.rate":
+                cpu_note = (f"; CPU/job worker {fmt_num(_median(rbs, 'process1.cpu_us') or 0)} + "
+                            f"PG {fmt_num(_median(rbs, 'process1.pg_us') or 0)} µs")
+            targets.append((f"{label}: >= {need}x the fastest peer ({peer})",
+                            f"{fmt_num(mine)} vs {fmt_num(value)} = {ratio:.2f}x{cpu_note}",
+                            ratio >= need))
+        if "single.cpu_us" in best:
+            peer_single_rate = best.get("single.rate", ("", 0.0))[0]
+            peer_cpu = _median(samples[peer_single_rate], "single.cpu_us") if peer_single_rate \
+                else None
+            mine = _median(rbs, "single.cpu_us")
+            if peer_cpu and mine:
+                targets.append(
+                    (f"client CPU per single enqueue <= half the fastest peer's "
+                     f"({peer_single_rate})",
+                     f"{fmt_num(mine)} vs {fmt_num(peer_cpu)} µs = {mine / peer_cpu:.2f}x",
+                     mine <= peer_cpu / 2))
+        for pct in ("p50", "p99"):
+            key = f"latency.{pct}"
+            fastest = best.get("process1.rate", ("", 0.0))[0]
+            if not fastest:
+                continue
+            peer_lat = _median(samples[fastest], key)
+            mine = _median(rbs, key)
+            if peer_lat is not None and mine is not None:
+                targets.append((f"latency {pct} no worse than the fastest peer's ({fastest})",
+                                f"{mine:.1f} ms vs {peer_lat:.1f} ms", mine <= peer_lat))
+        flats = sorted(int(k.split(".")[0][4:]) for k in rbs if k.startswith("flat")
+                       and k.endswith(".cpu_us"))
+        if len(flats) >= 2:
+            lo, hi = flats[0], flats[-1]
+            c_lo = (_median(rbs, f"flat{lo}.cpu_us") or 0) + (_median(rbs, f"flat{lo}.pg_us") or 0)
+            c_hi = (_median(rbs, f"flat{hi}.cpu_us") or 0) + (_median(rbs, f"flat{hi}.pg_us") or 0)
+            targets.append((f"flat cost: worker + PostgreSQL CPU per job within 1.2x from a "
+                            f"{lo:,} to a {hi:,}-job backlog",
+                            f"{c_lo:.0f} -> {c_hi:.0f} µs = {c_hi / c_lo:.2f}x" if c_lo else "n/a",
+                            (c_hi / c_lo <= 1.2) if c_lo else None))
+
+    tables = [
+        Table(
+            title="PostgreSQL: relaybus and the peers, side by side (medians of rounds)",
+            headers=headers,
+            rows=rows,
+            notes=_notes(data, measured),
+        )
+    ]
+    if ratio_rows:
+        tables.append(Table(
+            title="relaybus against the fastest peer of each metric",
+            headers=["metric", "fastest peer", "relaybus", "relaybus ratio (>1 = better)"],
+            rows=ratio_rows,
+        ))
+    if "relaybus" in samples:
+        rbs = samples["relaybus"]
+        flat_rows = []
+        for key in sorted({k.split(".")[0] for k in rbs if k.startswith("flat")},
+                          key=lambda k: int(k[4:])):
+            flat_rows.append([f"{int(key[4:]):,}", _cell(rbs, f"{key}.rate"),
+                              _cell(rbs, f"{key}.cpu_us"), _cell(rbs, f"{key}.pg_us")])
+        if flat_rows:
+            tables.append(Table(
+                title="Flat cost: relaybus with a small and a large backlog",
+                headers=["backlog (jobs queued)", "jobs/s over the first "
+                         f"{plan.flat_measure:,}", "worker CPU µs/job", "PostgreSQL CPU µs/job"],
+                rows=flat_rows,
+                notes=[f"One worker process, concurrency 10; CPU over its first "
+                       f"{plan.flat_measure:,} jobs (one run each)."],
+            ))
+    if data.get("profile"):
+        tables.append(Table(
+            title="Profile: relaybus worker process on PostgreSQL (cProfile, one untimed run)",
+            headers=["function", "calls per job", "own µs per job", "share of own time",
+                     "cumulative µs per job"],
+            rows=data["profile"],
+            notes=["cProfile inflates small Python functions; read the ranking. Idle time in "
+                   "the event loop's `epoll` is left out."],
+        ))
+    facts = machine_facts()
+    facts.update(data["facts"])
+    for name, version in data["versions"].items():
+        facts[name] = version
+    return GroupResult(
+        name="postgres",
+        title="C. PostgreSQL: relaybus and the peers",
+        intro=[__doc__.split("\n\n", 1)[1].strip()] if __doc__ else [],
+        tables=tables,
+        facts=facts,
+        raw=data,
+        targets=targets,
+    )
+
+
+def _label(system: str, versions: dict[str, str]) -> str:
+    names = {"relaybus": "relaybus", "pgqueuer": "PgQueuer", "procrastinate": "Procrastinate",
+             "chancy": "Chancy", "oban": "Oban for Python"}
+    version = versions.get(system, "").split(" ")[0]
+    return f"{names.get(system, system)} {version}".strip()
+
+
+def _notes(data: dict[str, Any], measured: list[str]) -> list[str]:
+    plan = data["plan"]
+    notes = [
+        f"{plan['rounds']} rounds (processing of peers slower than a third of the fastest: "
+        f"{plan['slow_process_rounds']} round); single enqueue {plan['single_n']:,} jobs, "
+        f"batches of 1,000 over {plan['batch_n']:,} jobs (also measured before each "
+        f"processing run), processing {plan['process_n']:,} pre-enqueued no-op jobs, latency "
+        f"{plan['latency_rate']:.0f} jobs/s for {plan['latency_s']:.0f} s with an idle worker.",
+    ]
+    for system, reason in data.get("skipped", {}).items():
+        notes.append(f"**{system} not measured**: {reason}.")
+    notes.append("How each system is driven (code: `benchmarks/pg/sys_<name>.py`):")
+    notes.extend(f"- **{system}**: {SETTINGS[system]}" for system in measured)
+    return notes
