@@ -634,6 +634,14 @@ async def test_a_corrupted_row_does_not_crash_reads_or_fetch(db: SQLiteStore) ->
         assert (await db.get(bad_bytes)).errors == (error,)
 
 
+async def test_a_file_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "no-such-dir" / "jobs.db")
+    with pytest.raises(StoreError, match="unable to open"):
+        await store.open()
+    with pytest.raises(StoreClosed):
+        await store.get(1)
+
+
 async def test_memory_path_works_in_one_process() -> None:
     async with opened(SQLiteStore(":memory:")) as store:
         (job_id,) = await insert(store, job(b'{"x": 1}'))

@@ -305,7 +305,13 @@ class SQLiteStore:
         if params.limit <= 0:
             return []
         claim = self._transaction(self._fetch_tx, params, self.clock.now().timestamp())
-        return await self._call(thread, claim, orphan=self._unclaim)
+        peek, args = self._q["first_available"], {"queue": params.queue}
+
+        def fetch(conn: sqlite3.Connection) -> list[Claimed]:
+            # Look before taking the write lock, so idle pollers never queue behind writers.
+            return claim(conn) if conn.execute(peek, args).fetchone() else []
+
+        return await self._call(thread, fetch, orphan=self._unclaim)
 
     def _fetch_tx(self, conn: sqlite3.Connection, params: FetchParams, now: float) -> list[Claimed]:
         args = {
