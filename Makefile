@@ -13,7 +13,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.relaybus-dev.stamp
 BENCH_STAMP := $(VENV)/.relaybus-bench.stamp
-LINT_PATHS := src tests examples benchmarks
+LINT_PATHS := $(wildcard src tests examples benchmarks)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install demo test lint typecheck pytest bench clean
@@ -53,7 +53,15 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest -q
 
-test: lint typecheck pytest
+# Runs all three even when one fails (so one run shows every problem), then fails if any did.
+# pytest's exit code 5 ("no tests collected") counts as a failure like any other.
+test: $(STAMP)
+	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	$(MAKE) --no-print-directory typecheck || status=1; \
+	$(MAKE) --no-print-directory pytest || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
+	exit $$status
 
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
