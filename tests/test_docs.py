@@ -67,6 +67,12 @@ BLOCKS = collect()
 RUNNABLE = [b for b in BLOCKS if b.runs]
 
 
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
+
+
 def postgres_reachable() -> None:
     url = urlparse(PG_DSN)
     try:
@@ -94,7 +100,8 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{block.id} did not finish within {TIMEOUT}s:\n{exc.stdout}\n{exc.stderr}")
+        output = "\n".join(_text(o) for o in (exc.stdout, exc.stderr))
+        pytest.fail(f"{block.id} did not finish within {TIMEOUT}s:\n{output}")
     assert proc.returncode == 0, (
         f"{block.id} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     )
