@@ -48,7 +48,7 @@ CREATE TABLE public.relaybus_jobs (
     event text NOT NULL,
     attempted_by text,
     unique_key bytea,
-    payload jsonb NOT NULL,
+    payload text NOT NULL,  -- the event as JSON text, byte for byte (jsonb would refuse \u0000)
     meta jsonb NOT NULL DEFAULT '{}',
     errors jsonb NOT NULL DEFAULT '[]'
 );

@@ -785,3 +785,39 @@ async def test_user_pool_is_used_and_not_closed(schema: str, clock: FakeClock) -
         assert await pool.fetchval("SELECT 1") == 1
     finally:
         await pool.close()
+
+
+async def test_payload_is_kept_byte_for_byte(pg: PostgresStore) -> None:
+    raw = b'{"z":1,"a":"nul \\u0000 and \\u00e9","f":1.50}'
+    [r] = await pg.insert_many([NewJob("t.h", "t.e", "default", 2, 3, raw, b"{}", None)])
+    [c] = await pg.fetch(fetch())
+    assert c.id == r.id and c.payload == raw
+    got = await pg.get(r.id)
+    assert got is not None and got.payload == {"z": 1, "a": "nul \x00 and \xe9", "f": 1.5}
+
+
+async def test_the_database_clock_drives_time(pgdb: PostgresStore, admin: Any) -> None:
+    """No injected clock: every statement reads now() on the server."""
+    later, due, past = await pgdb.insert_many(
+        [job(1, delay=3600), job(2), job(3, at=datetime(2000, 1, 1, tzinfo=UTC))]
+    )
+    db_now = await admin.fetchval("SELECT now()")
+    got = await pgdb.get(later.id)
+    assert got is not None and got.state is S.SCHEDULED
+    assert abs((got.scheduled_at - got.inserted_at).total_seconds() - 3600) < 1e-6
+    assert abs((got.inserted_at - db_now).total_seconds()) < 60
+    claimed = await pgdb.fetch(fetch(node="n", limit=10))
+    assert {c.id for c in claimed} == {due.id, past.id}
+    first, second = sorted(claimed, key=lambda c: c.id)
+    assert await pgdb.complete_many(
+        [
+            Completion(first.id, first.attempt, "retry", None, 0),
+            Completion(second.id, second.attempt, "snooze", None, 3600),
+        ]
+    ) == [first.id, second.id]
+    # The node's lease is already over (ttl 0): the rescuer takes the job back at once.
+    [again] = await pgdb.fetch(fetch(node="n"))
+    assert await pgdb.heartbeat(HeartbeatParams("n", 0, [(again.id, again.attempt)])) == []
+    assert await pgdb.rescue(RescueParams(grace=0, max_rescues=3)) == 1
+    assert await pgdb.stage(StageParams()) == ["default"]
+    assert (await pgdb.fetch(fetch(node="m")))[0].id == again.id

@@ -36,7 +36,7 @@ WITH ins AS (
     )
     SELECT $2::text, $3::text, $4::text, $5::smallint,
         CASE WHEN t.sched > t.now THEN 'scheduled' ELSE 'available' END,
-        $6::integer, $7::text::jsonb, $8::text::jsonb, t.now, t.sched, $9::float8
+        $6::integer, $7::text, $8::text::jsonb, t.now, t.sched, $9::float8
     FROM (
         SELECT n.now, coalesce($11::timestamptz, n.now + make_interval(secs => $10::float8), n.now)
             AS sched
@@ -61,7 +61,7 @@ ins AS (
     )
     SELECT i.handler, i.event, i.queue, i.priority,
         CASE WHEN i.sched > i.now THEN 'scheduled' ELSE 'available' END,
-        i.max_attempts, i.payload::jsonb, i.meta::jsonb, i.now, i.sched, i.timeout
+        i.max_attempts, i.payload, i.meta::jsonb, i.now, i.sched, i.timeout
     FROM (
         SELECT u.*, n.now,
             coalesce(u.at, n.now + make_interval(secs => u.delay), n.now) AS sched
@@ -139,7 +139,7 @@ old AS MATERIALIZED (
 ),
 upd AS (
     UPDATE /*schema*/./*prefix*/jobs j SET
-        payload = CASE WHEN o.rep & 1 <> 0 THEN i.payload::jsonb ELSE j.payload END,
+        payload = CASE WHEN o.rep & 1 <> 0 THEN i.payload ELSE j.payload END,
         meta = CASE WHEN o.rep & 2 <> 0 THEN i.meta::jsonb ELSE j.meta END,
         priority = CASE WHEN o.rep & 4 <> 0 THEN i.priority ELSE j.priority END,
         queue = CASE WHEN o.rep & 8 <> 0 THEN i.queue ELSE j.queue END,
@@ -162,7 +162,7 @@ ins AS (
     )
     SELECT i.handler, i.event, i.queue, i.priority,
         CASE WHEN i.sched > i.now THEN 'scheduled' ELSE 'available' END,
-        i.max_attempts, i.payload::jsonb, i.meta::jsonb, i.now, i.sched, i.timeout,
+        i.max_attempts, i.payload, i.meta::jsonb, i.now, i.sched, i.timeout,
         i.ukey, CASE WHEN i.ukey IS NULL THEN 0 ELSE i.unique_states END
     FROM input i
     WHERE (i.ukey IS NULL OR i.key_rank = 1)
@@ -237,7 +237,7 @@ FROM (
 ) p
 WHERE j.id = p.id
 RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
-    j.payload::text, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
+    j.payload, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
 
 -- name: complete_many
 -- Apply completions by primary key, fenced on (state = running, attempt).
@@ -455,13 +455,13 @@ SELECT count(*) FROM gone;
 -- ----------------------------------------------------------------------------------------- admin
 
 -- name: get
-SELECT id, handler, event, queue, priority, state, attempt, max_attempts, payload::text,
+SELECT id, handler, event, queue, priority, state, attempt, max_attempts, payload,
     meta::text, errors::text, inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
 FROM /*schema*/./*prefix*/jobs
 WHERE id = $1::bigint;
 
 -- name: list
-SELECT id, handler, event, queue, priority, state, attempt, max_attempts, payload::text,
+SELECT id, handler, event, queue, priority, state, attempt, max_attempts, payload,
     meta::text, errors::text, inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
 FROM /*schema*/./*prefix*/jobs
 WHERE ($1::text IS NULL OR state = $1::text)
