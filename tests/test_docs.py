@@ -12,6 +12,7 @@ Relative links between the pages must point at files that exist.
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import re
 import socket
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 ANY_FENCE = re.compile(r"^```.*?^```[ \t]*$", re.MULTILINE | re.DOTALL)
+SCHEMA_ARG = re.compile(r"""schema=["']([A-Za-z_][A-Za-z0-9_]*)["']""")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 NOT_RUN = "# not run"
 TIMEOUT = 60
@@ -82,10 +84,32 @@ def postgres_reachable() -> None:
         server_missing("PostgreSQL", exc)
 
 
+def reset_schemas(block: Block) -> None:
+    """Drop the schemas a PostgreSQL example uses, so each run starts from nothing (no jobs or
+    tables left by an earlier run, or by an earlier version of the schema)."""
+    schemas = sorted(set(SCHEMA_ARG.findall(block.code)))
+    assert schemas and "public" not in schemas, (
+        f"{block.id}: a PostgreSQL example must use a schema of its own (schema='...')"
+    )
+
+    async def drop() -> None:
+        import asyncpg  # type: ignore[import-untyped]
+
+        conn = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            for schema in schemas:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
 def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     if block.needs_postgres:
         postgres_reachable()
+        reset_schemas(block)
     script = tmp_path / "example.py"
     script.write_text(block.code, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), RELAYBUS_PG_DSN=PG_DSN)
