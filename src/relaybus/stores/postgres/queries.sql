@@ -440,6 +440,8 @@ WITH doomed AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT j.id FROM /*schema*/./*prefix*/jobs j
         WHERE j.state = r.state
+            -- repeated so that the planner may use the partial index of finished jobs
+            AND j.state IN ('completed', 'cancelled', 'discarded')
             AND j.finalized_at <= coalesce($1::timestamptz, now()) - make_interval(secs => r.keep)
         ORDER BY j.finalized_at
         LIMIT $4::integer
@@ -448,7 +450,9 @@ WITH doomed AS MATERIALIZED (
     LIMIT $4::integer
 ),
 gone AS (
-    DELETE FROM /*schema*/./*prefix*/jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
+    DELETE FROM /*schema*/./*prefix*/jobs
+    WHERE id = ANY (ARRAY(SELECT id FROM doomed))
+    RETURNING 1
 )
 SELECT count(*) FROM gone;
 
