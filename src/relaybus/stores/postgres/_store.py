@@ -330,7 +330,7 @@ class PostgresStore:
         now = self._now()
         if not any(job.unique_key is not None and job.unique_states for job in jobs):
             try:
-                return await self._insert_plain(conn or pool, jobs, now)
+                return await self._insert_plain(pool if conn is None else conn, jobs, now)
             except _WRAPPED as exc:
                 if conn is not None:
                     raise

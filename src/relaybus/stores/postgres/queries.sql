@@ -29,23 +29,19 @@ ON CONFLICT (version) DO NOTHING;
 -- One job without a unique key: one autocommit statement, NOTIFY included.
 -- $1 now, $2 handler, $3 event, $4 queue, $5 priority, $6 max_attempts, $7 payload, $8 meta,
 -- $9 timeout, $10 delay, $11 at, $12 channel.
-WITH ins AS (
-    INSERT INTO /*schema*/./*prefix*/jobs (
-        handler, event, queue, priority, state, max_attempts, payload, meta,
-        inserted_at, scheduled_at, timeout
-    )
-    SELECT $2::text, $3::text, $4::text, $5::smallint,
-        CASE WHEN t.sched > t.now THEN 'scheduled' ELSE 'available' END,
-        $6::integer, $7::text, $8::text::jsonb, t.now, t.sched, $9::float8
-    FROM (
-        SELECT n.now, coalesce($11::timestamptz, n.now + make_interval(secs => $10::float8), n.now)
-            AS sched
-        FROM (SELECT coalesce($1::timestamptz, now()) AS now) n
-    ) t
-    RETURNING id, state, queue
+INSERT INTO /*schema*/./*prefix*/jobs (
+    handler, event, queue, priority, state, max_attempts, payload, meta,
+    inserted_at, scheduled_at, timeout
 )
-SELECT id, CASE WHEN state = 'available' THEN pg_notify($12::text, queue) END IS NULL
-FROM ins;
+SELECT $2::text, $3::text, $4::text, $5::smallint,
+    CASE WHEN t.sched > t.now THEN 'scheduled' ELSE 'available' END,
+    $6::integer, $7::text, $8::text::jsonb, t.now, t.sched, $9::float8
+FROM (
+    SELECT n.now, coalesce($11::timestamptz, n.now + make_interval(secs => $10::float8), n.now)
+        AS sched
+    FROM (SELECT coalesce($1::timestamptz, now()) AS now) n
+) t
+RETURNING id, CASE WHEN state = 'available' THEN pg_notify($12::text, queue) END IS NULL;
 
 -- name: insert_plain
 -- Jobs without unique keys: one INSERT ... SELECT FROM unnest; ids in input order.
