@@ -16,6 +16,11 @@ from ._support import Ping, beat, claim, job_of, one_id
 
 S = rb.JobState
 TTL = 30
+KINDS = ("completed", "retry", "snooze", "return", "cancel", "discard")
+
+
+def _error(clock, attempt: int) -> rb.JobError:
+    return rb.JobError(clock.now(), attempt, "ValueError", "late news from a stale node")
 
 
 def _worker(bus: rb.Bus, **kw) -> rb.Worker:
@@ -193,8 +198,9 @@ async def test_fencing_a_stale_node_changes_nothing(store, clock) -> None:
         assert rescued.state is S.RETRYABLE
 
         # the paused node wakes up and reports its run: nothing changes
-        for kind in ("completed", "retry", "snooze", "return", "cancel", "discard"):
-            assert await store.complete_many([Completion(job_id, stale.attempt, kind)]) == []
+        for kind in KINDS:
+            stale_end = Completion(job_id, stale.attempt, kind, _error(clock, stale.attempt), 5)
+            assert await store.complete_many([stale_end]) == []
             assert await job_of(bus, job_id) == rescued
         assert await beat(store, "paused-node", [(job_id, stale.attempt)]) == [job_id]
 
@@ -203,10 +209,13 @@ async def test_fencing_a_stale_node_changes_nothing(store, clock) -> None:
         await beat(store, "good-node")
         (fresh,) = await claim(store, "good-node")
         assert fresh.attempt == stale.attempt + 1
-        assert await store.complete_many([Completion(job_id, stale.attempt, "completed")]) == []
         running = await job_of(bus, job_id)
         assert running.state is S.RUNNING
         assert running.attempted_by == "good-node"
+        for kind in KINDS:
+            stale_end = Completion(job_id, stale.attempt, kind, _error(clock, stale.attempt), 5)
+            assert await store.complete_many([stale_end]) == []
+            assert await job_of(bus, job_id) == running
         assert await beat(store, "paused-node", [(job_id, stale.attempt)]) == [job_id]
         assert await beat(store, "good-node", [(job_id, fresh.attempt)]) == []
 
@@ -214,8 +223,10 @@ async def test_fencing_a_stale_node_changes_nothing(store, clock) -> None:
         assert applied == [job_id]
         done = await job_of(bus, job_id)
         assert done.state is S.COMPLETED
-        assert await store.complete_many([Completion(job_id, stale.attempt, "retry")]) == []
-        assert await store.complete_many([Completion(job_id, fresh.attempt, "retry")]) == []
+        for kind in KINDS:  # a finished job takes no more ends, stale or not
+            for attempt in (stale.attempt, fresh.attempt):
+                late = Completion(job_id, attempt, kind, _error(clock, attempt), 5)
+                assert await store.complete_many([late]) == []
         assert await job_of(bus, job_id) == done
 
 
