@@ -821,3 +821,20 @@ async def test_the_database_clock_drives_time(pgdb: PostgresStore, admin: Any) -
     assert await pgdb.rescue(RescueParams(grace=0, max_rescues=3)) == 1
     assert await pgdb.stage(StageParams()) == ["default"]
     assert (await pgdb.fetch(fetch(node="m")))[0].id == again.id
+
+
+async def test_application_use_of_the_pool_is_reset(pg: PostgresStore) -> None:
+    """``store.pool.acquire()`` lends a connection to the application; its session settings
+    are reset before the store's own statements run on it again."""
+    for _ in range(3):
+        async with pg.pool.acquire() as conn:
+            await conn.execute("SET statement_timeout = 1")
+            await conn.execute("SET search_path = nowhere")
+    with pytest.raises(ZeroDivisionError):
+        async with pg.pool.acquire() as conn:
+            await conn.execute("SET statement_timeout = 1")
+            raise ZeroDivisionError
+    for _ in range(3):
+        async with pg.pool.borrow() as conn:
+            assert await conn.fetchval("SHOW statement_timeout") == "0"
+    assert (await pg.insert_many([job(i) for i in range(50)]))[0].outcome == "inserted"

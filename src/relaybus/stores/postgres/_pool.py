@@ -148,7 +148,13 @@ class LightPool:
             self._wake()
 
     def acquire(self) -> _Acquired:
-        return _Acquired(self)
+        """A connection for the application's own use (``async with pool.acquire() as conn``):
+        its session is reset (``RESET ALL``, ``UNLISTEN *``, …) before the store uses it again."""
+        return _Acquired(self, reset=True)
+
+    def borrow(self) -> _Acquired:
+        """A connection for the store's own statements (no session state to reset)."""
+        return _Acquired(self, reset=False)
 
     # -- one statement on a pooled connection
     async def fetch(self, query: str, *args: Any) -> list[Any]:
@@ -193,10 +199,11 @@ class LightPool:
 
 
 class _Acquired:
-    __slots__ = ("_con", "_pool")
+    __slots__ = ("_con", "_pool", "_reset")
 
-    def __init__(self, pool: LightPool) -> None:
+    def __init__(self, pool: LightPool, *, reset: bool) -> None:
         self._pool = pool
+        self._reset = reset
         self._con: Any = None
 
     async def __aenter__(self) -> Any:
@@ -210,7 +217,16 @@ class _Acquired:
         tb: TracebackType | None,
     ) -> None:
         con, self._con = self._con, None
-        if exc is None:
+        if self._reset and not con.is_closed() and (exc is None or isinstance(exc, Exception)):
+            try:
+                await con.reset()
+            except BaseException as failure:
+                self._pool.release_after(con, failure)
+                if exc is None:
+                    raise
+                return
+            self._pool.release(con)
+        elif exc is None:
             self._pool.release(con)
         else:
             self._pool.release_after(con, exc)

@@ -231,6 +231,11 @@ class PostgresStore:
             raise StoreClosed("PostgresStore is not open: use `async with bus:`")
         return self._pool
 
+    def _borrow(self) -> Any:
+        """A pooled connection for the store's own statements, as an async context manager."""
+        pool = self._check_open() if self._open else self._pool
+        return pool.borrow() if self._own_pool else pool.acquire()
+
     def _now(self) -> datetime | None:
         return None if self._db_clock else self.clock.now()
 
@@ -275,7 +280,7 @@ class PostgresStore:
         processes migrating at once: one waits, then finds nothing to do). Idempotent."""
         if self._pool is not None:
             try:
-                async with self._pool.acquire() as conn:
+                async with self._borrow() as conn:
                     await self._migrate_on(conn)
             except _WRAPPED as exc:
                 raise self._migrate_failure(exc) from None
@@ -418,7 +423,7 @@ class PostgresStore:
             return run.results()
         for attempt in range(5):
             try:
-                async with pool.acquire() as own:
+                async with self._borrow() as own:
                     if multi:
                         run.reset()
                         async with own.transaction():
@@ -635,10 +640,10 @@ class PostgresStore:
         return [_to_job(r) for r in rows]
 
     async def retry(self, job_id: int) -> Job:
-        pool = self._check_open()
+        self._check_open()
         q = self._q
         try:
-            async with pool.acquire() as conn:
+            async with self._borrow() as conn:
                 for _ in range(5):
                     try:
                         async with conn.transaction():
@@ -667,9 +672,9 @@ class PostgresStore:
         return _to_job(row)
 
     async def cancel(self, job_id: int) -> Job:
-        pool = self._check_open()
+        self._check_open()
         try:
-            async with pool.acquire() as conn:
+            async with self._borrow() as conn:
                 await conn.fetchval(self._q["cancel"], self._now(), job_id)
                 row = await conn.fetchrow(self._q["get"], job_id)
         except _WRAPPED as exc:
