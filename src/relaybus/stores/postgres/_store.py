@@ -192,10 +192,7 @@ class PostgresStore:
             return
         if self._own_pool:
             pool = LightPool(self._connect, min_size=self._min_size, max_size=self._max_size)
-            try:
-                await pool.open()
-            except Exception as exc:
-                raise StoreError(f"cannot connect to PostgreSQL: {self._describe(exc)}") from None
+            await pool.open()  # raises StoreError (password masked) when it cannot connect
             self._pool = pool
         self._open = True
         if self._auto_migrate:
@@ -208,10 +205,19 @@ class PostgresStore:
             await self._check_schema()
 
     async def _connect(self) -> Any:
-        return await asyncpg.connect(
-            self._dsn,
-            server_settings={"application_name": "relaybus", "jit": "off", "timezone": "UTC"},
-        )
+        try:
+            return await asyncpg.connect(
+                self._dsn,
+                server_settings={"application_name": "relaybus", "jit": "off", "timezone": "UTC"},
+            )
+        except (
+            OSError,
+            ValueError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            TimeoutError,
+        ) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {self._describe(exc)}") from exc
 
     async def close(self) -> None:
         for listener in list(self._listeners):
