@@ -216,3 +216,22 @@ async def test_any_exception_is_a_failed_attempt(store) -> None:
 def test_snooze_seconds_must_not_be_negative() -> None:
     with pytest.raises(ValueError):
         rb.Snooze(-1)
+
+
+async def test_snooze_zero_makes_the_job_due_again_at_once(store) -> None:
+    bus = rb.Bus(store=store)
+    attempts: list[int] = []
+
+    @bus.job(Ping, name="conf.outcome.snooze0")
+    async def h(event: Ping, ctx: rb.Context) -> None:
+        attempts.append(ctx.job.attempt)
+        if len(attempts) == 1:
+            raise rb.Snooze(0)
+
+    async with bus:
+        job_id = one_id(await bus.dispatch(Ping()))
+        assert await drain(bus) == 2
+        assert attempts == [1, 1]
+        job = await job_of(bus, job_id)
+        assert job.state is S.COMPLETED
+        assert job.errors == ()

@@ -265,3 +265,39 @@ def test_replace_fields_are_validated() -> None:
         rb.Replace(available=("payload", "state"))
     with pytest.raises(ValueError):
         rb.Replace(scheduled=("attempt",))
+
+
+async def test_replacing_scheduled_at_moves_a_job_between_available_and_scheduled(
+    store, clock
+) -> None:
+    bus = rb.Bus(store=store)
+    ran: list[str] = []
+
+    @bus.job(
+        Doc,
+        name="conf.replace.when",
+        unique=BY_KEY,
+        replace=rb.Replace(available=("scheduled_at",), scheduled=("scheduled_at",)),
+    )
+    async def h(event: Doc, ctx: rb.Context) -> None:
+        ran.append(event.key)
+
+    async with bus:
+        t0 = clock.now()
+        now_job = one_id(await bus.dispatch(Doc("a")))
+        r = await bus.dispatch(Doc("a"), delay=60)  # available → later
+        assert (outcomes(r), one_id(r)) == (["replaced"], now_job)
+        job = await job_of(bus, now_job)
+        assert job.state is S.SCHEDULED
+        assert job.scheduled_at == t0 + timedelta(seconds=60)
+
+        later_job = one_id(await bus.dispatch(Doc("b"), delay=600))
+        r = await bus.dispatch(Doc("b"))  # scheduled → now
+        assert (outcomes(r), one_id(r)) == (["replaced"], later_job)
+        assert (await job_of(bus, later_job)).state is S.AVAILABLE
+
+        assert await drain(bus) == 1
+        assert ran == ["b"]
+        clock.advance(60)
+        assert await drain(bus) == 1
+        assert ran == ["b", "a"]

@@ -11,7 +11,7 @@ import pytest
 import relaybus as rb
 from relaybus.testing import drain
 
-from ._support import Doc, Ping, job_of, nonzero, one_id, outcomes
+from ._support import Doc, Ping, claim, job_of, nonzero, one_id, outcomes
 
 S = rb.JobState
 
@@ -343,3 +343,85 @@ async def test_dispatch_many_in_batch_duplicates_in_input_order(store) -> None:
         assert ids[4] == ids[1]
         assert len(set(ids)) == 3
         assert len(await bus.jobs.list()) == 3
+
+
+async def test_queue_is_not_in_the_key_unless_asked(store) -> None:
+    bus = rb.Bus(store=store)
+
+    @bus.job(Ping, name="conf.uniq.not_queue", unique=rb.Unique())
+    async def h(event: Ping, ctx: rb.Context) -> None: ...
+
+    async with bus:
+        first = await bus.dispatch(Ping(1), queue="a")
+        again = await bus.dispatch(Ping(1), queue="b")
+        assert (outcomes(again), one_id(again)) == (["duplicate"], one_id(first))
+        assert (await job_of(bus, one_id(first))).queue == "a"
+
+
+async def test_admin_cancel_frees_the_key(store) -> None:
+    bus = rb.Bus(store=store)
+
+    @bus.job(Ping, name="conf.uniq.admin_cancel", unique=rb.Unique())
+    async def h(event: Ping, ctx: rb.Context) -> None: ...
+
+    async with bus:
+        first = one_id(await bus.dispatch(Ping(1), delay=60))
+        await bus.jobs.cancel(first)
+        r = await bus.dispatch(Ping(1))
+        assert outcomes(r) == ["inserted"]
+        assert one_id(r) != first
+
+
+async def test_a_snoozed_job_keeps_its_key_even_without_retryable(store, clock) -> None:
+    bus = rb.Bus(store=store)
+    blocking = frozenset({S.SCHEDULED, S.AVAILABLE, S.RUNNING})
+
+    @bus.job(Ping, name="conf.uniq.snoozed", unique=rb.Unique(states=blocking))
+    async def h(event: Ping, ctx: rb.Context) -> None:
+        raise rb.Snooze(60)
+
+    async with bus:
+        first = one_id(await bus.dispatch(Ping(1)))
+        await drain(bus)
+        assert (await job_of(bus, first)).state is S.SCHEDULED
+        r = await bus.dispatch(Ping(1))
+        assert (outcomes(r), one_id(r)) == (["duplicate"], first)
+
+
+async def test_a_rescued_job_outside_states_loses_to_a_new_holder(store, clock) -> None:
+    bus = rb.Bus(store=store)
+    blocking = frozenset({S.SCHEDULED, S.AVAILABLE, S.RUNNING})
+
+    @bus.job(Ping, name="conf.uniq.rescued", unique=rb.Unique(states=blocking))
+    async def h(event: Ping, ctx: rb.Context) -> None: ...
+
+    async with bus:
+        w = bus.worker(queues={"default": 1}, node_ttl=30)
+        old = one_id(await bus.dispatch(Ping(1)))
+        assert [j.id for j in await claim(store, "dead-node")] == [old]
+        clock.advance(31)
+        assert await w.rescuer.run_once() == 1
+        assert (await job_of(bus, old)).state is S.RETRYABLE  # due now, but holds no key
+        holder = await bus.dispatch(Ping(1), delay=600)
+        assert outcomes(holder) == ["inserted"]
+        await w.stager.run_once()
+        job = await job_of(bus, old)
+        assert job.state is S.DISCARDED
+        assert [e.kind for e in job.errors] == ["rescued", "unique_conflict"]
+        assert re.search(rf"\b{one_id(holder)}\b", job.errors[-1].message)
+
+
+async def test_admin_retry_of_the_holder_itself_is_no_conflict(store) -> None:
+    bus = rb.Bus(store=store)
+    forever = frozenset(rb.JobState)
+
+    @bus.job(Ping, name="conf.uniq.self_retry", unique=rb.Unique(states=forever))
+    async def h(event: Ping, ctx: rb.Context) -> None: ...
+
+    async with bus:
+        job_id = one_id(await bus.dispatch(Ping(1)))
+        await drain(bus)
+        assert (await bus.jobs.retry(job_id)).state is S.AVAILABLE
+        r = await bus.dispatch(Ping(1))
+        assert (outcomes(r), one_id(r)) == (["duplicate"], job_id)
+        assert await drain(bus) == 1
