@@ -7,7 +7,7 @@ import relaybus as rb
 from relaybus._driver import PruneParams
 from relaybus.testing import drain
 
-from ._support import Ping, claim, job_of, one_id
+from ._support import Ping, claim, job_of, one_id, wait_for
 
 S = rb.JobState
 DAY = 86400
@@ -150,3 +150,18 @@ async def test_a_pruned_unique_holder_frees_its_key(store, clock) -> None:
         r = await bus.dispatch(Ping(1))
         assert r.jobs[0].outcome == "inserted"
         assert r.jobs[0].id != first
+
+
+async def test_a_new_leader_prunes_at_once(store, clock) -> None:
+    bus = rb.Bus(store=store)
+    _register(bus)
+
+    async with bus:
+        ids = await _finish_one_of_each(bus)
+        clock.advance(8 * DAY)
+        worker = bus.worker(queues={"default": 1}, prune_interval=3600, poll_interval=0.05)
+        async with worker as w:
+            await wait_for(w.elector.ran)  # elected: pruning starts now, not in an hour
+        # stopping the worker waits for its maintenance work to end
+        for job_id in ids.values():
+            assert await bus.jobs.get(job_id) is None
