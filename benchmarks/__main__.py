@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from ._common import DOC_PATH, ROOT, GroupResult, Table, log
+from ._common import DOC_PATH, ROOT, GroupResult, Table, load_average, log
 
 GROUPS = ("inline", "stores", "postgres")
 
@@ -44,7 +44,9 @@ def install() -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", str(req)], check=True)
     from . import oban_env
 
-    oban_env.ensure(verbose=True)
+    _py, reason = oban_env.ensure(verbose=True)
+    if reason:
+        log(f"Oban for Python will not be measured: {reason}")
 
 
 def _md_table(table: Table) -> list[str]:
@@ -125,12 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown group {name!r}; choose from {', '.join(GROUPS)}")
     for name in names:
         runner = _runner(name)
+        load_before = load_average()
         started = time.monotonic()
         kwargs: dict[str, object] = {"quick": args.quick}
         if name == "postgres" and args.systems:
             kwargs["systems"] = [s.strip() for s in args.systems.split(",") if s.strip()]
         result = runner(**kwargs)
         result.seconds = time.monotonic() - started
+        result.facts["load average (1/5/15 min) before / after"] = (
+            f"{load_before} / {load_average()}"
+        )
         result.quick = args.quick
         result.finished_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         result.save()

@@ -45,6 +45,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import oban_env
 from ._common import (
+    PROFILE_HEADERS,
+    PROFILE_NOTE,
     ROOT,
     GroupResult,
     PgCpu,
@@ -57,6 +59,7 @@ from ._common import (
     machine_facts,
     package_version,
     percentile,
+    profile_rows,
 )
 
 BASE_DSN = os.environ.get("RELAYBUS_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -119,7 +122,7 @@ class Plan:
 
 
 FULL = Plan(3, 2_000, 20_000, 20_000, 10.0, 200.0, (5_000, 200_000), 5_000, 1)
-QUICK = Plan(1, 500, 5_000, 5_000, 4.0, 200.0, (5_000, 50_000), 2_000, 1)
+QUICK = Plan(1, 300, 2_000, 2_000, 3.0, 200.0, (2_000, 20_000), 1_000, 1)
 
 
 def dsn_for(database: str) -> str:
@@ -463,41 +466,50 @@ async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any
     await server.open()
     facts = await server.facts()
     benches: dict[str, Bench] = {}
+    everyone: list[Bench] = []
+    failed: dict[str, str] = {}
     try:
         for system in systems:
             interpreter = str(oban_py) if system == "oban" else sys.executable
             bench = Bench(server, system, interpreter)
+            everyone.append(bench)
             log(f"[postgres] {system}: installing the schema into {bench.template}")
-            await bench.prepare_template()
+            try:
+                await bench.prepare_template()
+            except Exception as exc:
+                log(f"[postgres] {system} FAILED to install: {exc}")
+                failed[system] = f"install failed: {type(exc).__name__}: {exc}"
+                continue
             benches[system] = bench
         profile_path = ROOT / "benchmarks" / "results" / "relaybus-pg-worker.prof"
+        started = time.monotonic()
         for r in range(plan.rounds):
-            for system, bench in benches.items():
-                log(f"[postgres] round {r + 1}/{plan.rounds}: {system}")
-                await bench.fresh()
-                await bench.enqueue("enqueue-single", plan.single_n, "single")
-                slow = _is_slow(benches, system) and r >= plan.slow_process_rounds
-                if not slow:
-                    await bench.process(1, plan.process_n, "process1")
-                    await bench.process(2, plan.process_n, "process2")
-                else:
-                    log(f"[postgres] {system}: processing measured in "
-                        f"{plan.slow_process_rounds} round(s) only (slow)")
-                    await bench.fresh()
-                    await bench.enqueue("enqueue-batch", plan.batch_n, "batch")
-                await bench.latency(plan.latency_s, plan.latency_rate)
+            for system, bench in list(benches.items()):
+                log(f"[postgres] round {r + 1}/{plan.rounds}: {system} "
+                    f"({time.monotonic() - started:.0f} s)")
+                try:
+                    await _round(plan, benches, system, bench, r)
+                except Exception as exc:  # one system failing must not sink the others
+                    log(f"[postgres] {system} FAILED: {exc}")
+                    failed[system] = f"{type(exc).__name__}: {str(exc).strip()[-600:]}"
+                    del benches[system]
         if "relaybus" in benches:
             bench = benches["relaybus"]
-            for backlog in plan.flat_backlogs:
-                log(f"[postgres] flat cost: relaybus, backlog {backlog:,}")
-                await bench.flat(backlog, plan.flat_measure)
-            log("[postgres] relaybus: profiled processing run (1 worker, cProfile)")
-            profile_path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(Exception):
-                profile_path.unlink()
-            await bench.process(1, plan.process_n, "profiled", profile=profile_path)
+            try:
+                for backlog in plan.flat_backlogs:
+                    log(f"[postgres] flat cost: relaybus, backlog {backlog:,} "
+                        f"({time.monotonic() - started:.0f} s)")
+                    await bench.flat(backlog, plan.flat_measure)
+                log("[postgres] relaybus: profiled processing run (1 worker, cProfile)")
+                profile_path.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(Exception):
+                    profile_path.unlink()
+                await bench.process(1, plan.process_n, "profiled", profile=profile_path)
+            except Exception as exc:
+                log(f"[postgres] relaybus flat-cost/profile run FAILED: {exc}")
+                failed["relaybus (flat cost, profile)"] = f"{type(exc).__name__}: {exc}"
     finally:
-        for bench in benches.values():
+        for bench in everyone:
             with contextlib.suppress(Exception):
                 await server.drop(bench.db)
                 await server.drop(bench.template)
@@ -506,49 +518,39 @@ async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any
         "facts": facts,
         "versions": _versions(oban_py),
         "skipped": skipped,
+        "failed": failed,
         "plan": plan.__dict__,
-        "samples": {s: b.samples.values for s, b in benches.items()},
-        "profile": _profile_rows(profile_path, plan.process_n) if "relaybus" in benches else [],
+        "samples": {b.system: b.samples.values for b in everyone if b.samples.values},
+        "profile": profile_rows(str(profile_path), plan.process_n)
+        if profile_path.exists() else [],
     }
 
 
+async def _round(plan: Plan, benches: dict[str, Bench], system: str, bench: Bench,
+                 r: int) -> None:
+    await bench.fresh()
+    await bench.enqueue("enqueue-single", plan.single_n, "single")
+    if not _is_slow(benches, system) or r < plan.slow_process_rounds:
+        await bench.process(1, plan.process_n, "process1")
+        await bench.process(2, plan.process_n, "process2")
+    else:
+        log(f"[postgres] {system}: processing measured in {plan.slow_process_rounds} "
+            "round(s) only (slow)")
+        await bench.fresh()
+        await bench.enqueue("enqueue-batch", plan.batch_n, "batch")
+    await bench.latency(plan.latency_s, plan.latency_rate)
+
+
 def _is_slow(benches: dict[str, Bench], system: str) -> bool:
-    """A peer whose 1-process throughput is under a third of the fastest system's so far."""
+    """A peer whose 1-process throughput is under a third of the fastest peer's so far."""
     rates = {
         s: statistics.median(b.samples.values["process1.rate"])
         for s, b in benches.items()
-        if b.samples.values.get("process1.rate")
+        if b.samples.values.get("process1.rate") and s != "relaybus"
     }
     if system not in rates or system == "relaybus" or len(rates) < 2:
         return False
     return rates[system] < max(rates.values()) / 3
-
-
-def _profile_rows(path: Path, jobs: int, top: int = 15) -> list[list[str]]:
-    if not path.exists():
-        return []
-    import pstats
-
-    stats = pstats.Stats(str(path))
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    rows: list[tuple[float, float, int, str]] = []
-    idle = ("poll' of 'select.epoll", "selectors.py")
-    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
-        name = f"{filename}:{line}({func})"
-        if any(marker in name for marker in idle):
-            continue
-        for marker in ("/site-packages/", "/src/", "/lib/python3.11/"):
-            if marker in name:
-                name = name.split(marker, 1)[1]
-                break
-        rows.append((tottime, cumtime, ncalls, name))
-    rows.sort(reverse=True)
-    total = sum(r[0] for r in rows) or 1.0
-    return [
-        [f"`{name}`", f"{ncalls / jobs:.2f}", f"{tottime / jobs * 1e6:.1f}",
-         f"{100 * tottime / total:.0f}%", f"{cumtime / jobs * 1e6:.1f}"]
-        for tottime, cumtime, ncalls, name in rows[:top]
-    ]
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -703,12 +705,10 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
             ))
     if data.get("profile"):
         tables.append(Table(
-            title="Profile: relaybus worker process on PostgreSQL (cProfile, one untimed run)",
-            headers=["function", "calls per job", "own µs per job", "share of own time",
-                     "cumulative µs per job"],
+            title="Profile: relaybus worker process on PostgreSQL (1 worker, one untimed run)",
+            headers=PROFILE_HEADERS,
             rows=data["profile"],
-            notes=["cProfile inflates small Python functions; read the ranking. Idle time in "
-                   "the event loop's `epoll` is left out."],
+            notes=[PROFILE_NOTE + " Profiled from the first job on."],
         ))
     facts = machine_facts()
     facts.update(data["facts"])
@@ -743,6 +743,9 @@ def _notes(data: dict[str, Any], measured: list[str]) -> list[str]:
     ]
     for system, reason in data.get("skipped", {}).items():
         notes.append(f"**{system} not measured**: {reason}.")
+    for system, reason in data.get("failed", {}).items():
+        notes.append(f"**{system} failed during the run** (figures partial or missing): "
+                     f"`{reason.splitlines()[-1] if reason else ''}`.")
     notes.append("How each system is driven (code: `benchmarks/pg/sys_<name>.py`):")
     notes.extend(f"- **{system}**: {SETTINGS[system]}" for system in measured)
     return notes

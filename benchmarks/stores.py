@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import gc
-import io
-import pstats
 import sqlite3
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 import relaybus as rb
 
 from ._common import (
+    PROFILE_HEADERS,
+    PROFILE_NOTE,
     GroupResult,
     Stat,
     Table,
@@ -40,6 +41,8 @@ from ._common import (
     machine_facts,
     now,
     package_version,
+    profile_rows,
+    thread_cpu,
 )
 
 
@@ -99,6 +102,7 @@ async def _completed(bus: rb.Bus[None]) -> int:
 class Figure:
     rate: float  # jobs per second
     cpu_us: float  # process CPU per job
+    threads: dict[str, float] | None = None  # CPU µs per job by thread (processing only)
 
 
 async def enqueue_single(factory: StoreFactory, tmp: Path, n: int) -> Figure:
@@ -136,44 +140,64 @@ async def process(
         gc.collect()
         if profile is not None:
             profile.enable()
-        c0, t0 = cpu_self(), now()
+        th0, c0, t0 = thread_cpu(), cpu_self(), now()
         async with bus.worker(queues={"default": concurrency}, poll_interval=1.0):
             await counter.done.wait()
             # completions become visible when the completer's flush commits: poll the store
             while await _completed(bus) < n:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
-            elapsed, cpu = now() - t0, cpu_self() - c0
+            elapsed, cpu, th1 = now() - t0, cpu_self() - c0, thread_cpu()
         if profile is not None:
             profile.disable()
-    return Figure(n / elapsed, cpu / n * 1e6)
+    threads = {
+        ("event loop" if name == "MainThread" else "SQLite connection thread"
+         if name.startswith("relaybus-sqlite") else "other threads"): 0.0
+        for name in th1
+    }
+    for name, value in th1.items():
+        key = ("event loop" if name == "MainThread" else "SQLite connection thread"
+               if name.startswith("relaybus-sqlite") else "other threads")
+        threads[key] += (value - th0.get(name, 0.0)) / n * 1e6
+    return Figure(n / elapsed, cpu / n * 1e6, threads)
 
 
-def _profile_summary(profile: cProfile.Profile, jobs: int, top: int = 12) -> list[list[str]]:
-    stream = io.StringIO()
-    stats = pstats.Stats(profile, stream=stream)
-    rows: list[tuple[float, float, int, str]] = []
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in raw.items():
-        where = filename
-        for marker in ("/site-packages/", "/src/", "/lib/python3"):
-            if marker in where:
-                where = where.split(marker, 1)[1]
-                break
-        rows.append((tottime, cumtime, ncalls, f"{where}:{line}({func})"))
-    rows.sort(reverse=True)
-    total = sum(r[0] for r in rows) or 1.0
-    out = []
-    for tottime, cumtime, ncalls, name in rows[:top]:
-        out.append(
-            [
-                f"`{name}`",
-                f"{ncalls / jobs:.2f}",
-                f"{tottime / jobs * 1e6:.2f}",
-                f"{100 * tottime / total:.0f}%",
-                f"{cumtime / jobs * 1e6:.2f}",
-            ]
-        )
-    return out
+class _ThreadProfiles:
+    """Profile SQLite's connection thread too (cProfile covers only the thread enabling it):
+    wraps the store's private ``ConnectionThread._run`` for the profiled run only."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self._undo: Callable[[], None] | None = None
+
+    def __enter__(self) -> _ThreadProfiles:
+        try:
+            from relaybus.stores.sqlite import _thread
+        except ImportError:
+            return self
+        cls: Any = _thread.ConnectionThread
+        original = cls._run
+        profiles = self.profiles
+
+        def run(thread_self: Any) -> None:
+            profile = cProfile.Profile(time.thread_time)
+            profiles.append(profile)
+            profile.enable()
+            try:
+                original(thread_self)
+            finally:
+                profile.disable()
+
+        cls._run = run
+
+        def undo() -> None:
+            cls._run = original
+
+        self._undo = undo
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._undo is not None:
+            self._undo()
 
 
 def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, Any]:
@@ -195,16 +219,24 @@ def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, An
                     fig = asyncio.run(process(factory, path, n_proc, 10, None))
             figures[kind].append(fig)
     log(f"[stores] {name}: profiled processing round")
-    profile = cProfile.Profile()
-    with tempfile.TemporaryDirectory(prefix="relaybus-bench-") as tmp:
+    profile = cProfile.Profile(time.thread_time)
+    with tempfile.TemporaryDirectory(prefix="relaybus-bench-") as tmp, \
+            _ThreadProfiles() as thread_profiles:
         asyncio.run(process(factory, Path(tmp), n_proc, 10, profile))
+    threads: dict[str, list[float]] = {}
+    for fig in figures["process"]:
+        for key, value in (fig.threads or {}).items():
+            threads.setdefault(key, []).append(value)
     return {
         "store": name,
         "rounds": rounds,
         "jobs": {"single": n_single, "batch": n_batch, "process": n_proc},
         "rate": {k: Stat.of(f.rate for f in v).to_json() for k, v in figures.items()},
         "cpu_us": {k: Stat.of(f.cpu_us for f in v).to_json() for k, v in figures.items()},
-        "profile": _profile_summary(profile, n_proc),
+        "profile": profile_rows(profile, n_proc),
+        "thread_profile": [profile_rows(p, n_proc) for p in thread_profiles.profiles
+                           if p.getstats()][:1],
+        "threads_cpu_us": {k: Stat.of(v).to_json() for k, v in threads.items()},
     }
 
 
@@ -256,19 +288,40 @@ def run(*, quick: bool) -> GroupResult:
             ],
         )
     ]
+    thread_rows = [
+        [res["store"], name, fmt_stat(Stat.from_json(value), 1)]
+        for res in results
+        for name, value in sorted(res["threads_cpu_us"].items())
+    ]
+    tables.append(
+        Table(
+            title="Processing: CPU per job by thread",
+            headers=["store", "thread", "CPU µs per job, median (±spread)"],
+            rows=thread_rows,
+            notes=["From /proc/self/task over the processing window. SQLiteStore runs every "
+                   "Driver call on one dedicated connection thread; both threads share the GIL."],
+        )
+    )
     for res in results:
         tables.append(
             Table(
-                title=f"Profile: {res['store']} processing ({res['jobs']['process']:,} jobs, "
-                      "cProfile, event-loop thread)",
-                headers=["function", "calls per job", "own µs per job", "share of own time",
-                         "cumulative µs per job"],
+                title=f"Profile: {res['store']} processing, event-loop thread "
+                      f"({res['jobs']['process']:,} jobs, one untimed run)",
+                headers=PROFILE_HEADERS,
                 rows=res["profile"],
-                notes=["cProfile inflates small functions; read the ranking, not the "
-                       "absolute µs. SQLite's connection thread is not profiled (its work "
-                       "shows as waiting)."],
+                notes=[PROFILE_NOTE],
             )
         )
+        for rows in res.get("thread_profile") or []:
+            tables.append(
+                Table(
+                    title=f"Profile: {res['store']} processing, SQLite connection thread",
+                    headers=PROFILE_HEADERS,
+                    rows=rows,
+                    notes=["Same run, the store's connection thread (profiled by wrapping its "
+                           "private `ConnectionThread._run`)."],
+                )
+            )
     facts = machine_facts()
     facts["sqlite"] = sqlite3.sqlite_version
     facts["relaybus"] = package_version("relaybus")

@@ -59,7 +59,9 @@ class Commands:
 
 
 class WorkerStats:
-    def __init__(self, checkpoint: int, latency: bool) -> None:
+    def __init__(self, checkpoint: int, latency: bool,
+                 profile: cProfile.Profile | None = None) -> None:
+        self.profile = profile
         self.count = 0
         self.first: float | None = None
         self.last = 0.0
@@ -74,6 +76,8 @@ class WorkerStats:
             self.first = stamp
             self.cpu_first = cpu_self()
             emit("first", t=stamp)
+            if self.profile is not None:  # profile the steady state, not the start-up
+                self.profile.enable()
         self.count += 1
         self.last = stamp
         if self.latency and i >= 0:  # negative indexes are the producer's warm-up jobs
@@ -127,13 +131,11 @@ async def main(args: argparse.Namespace) -> None:
         return
 
     if args.mode == "worker":
-        stats = WorkerStats(args.checkpoint, args.latency)
+        profile = cProfile.Profile(time.thread_time) if args.profile else None
+        stats = WorkerStats(args.checkpoint, args.latency, profile)
         hooks.set_callback(stats.on_job)
-        profile = cProfile.Profile() if args.profile else None
         emit("ready")
         await commands.expect("go")
-        if profile is not None:
-            profile.enable()
         await adapter.start_worker(args.concurrency)
         emit("started")
         await commands.expect("stop")

@@ -48,6 +48,13 @@ class Adapter:
         await self.app.close_async()
 
     async def start_worker(self, concurrency: int) -> None:
+        # psycopg_pool's default is 4 connections; the worker needs one per concurrent job
+        # plus its LISTEN connection, else jobs queue for a connection.
+        connector = procrastinate.PsycopgConnector(
+            conninfo=self.dsn, min_size=concurrency + 2, max_size=concurrency + 2
+        )
+        self.app = procrastinate.App(connector=connector)
+        self.bench = self.app.task(name="bench", queue="default")(bench)
         await self._open()
         self.task = asyncio.create_task(
             self.app.run_worker_async(
