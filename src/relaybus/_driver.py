@@ -18,9 +18,11 @@ so a stale writer changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
 
 from ._clock import Clock
 from ._types import InsertOutcome, Job, JobError, JobState
@@ -42,8 +44,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
+class NewJob(msgspec.Struct, frozen=True):
     """One job to insert. ``payload`` and ``meta`` are JSON bytes (meta: an object)."""
 
     handler: str
@@ -59,11 +60,10 @@ class NewJob:
     unique_key: bytes | None = None  # base key; the store adds the period bucket
     unique_period: float | None = None
     unique_states: int = 0  # JobState bitmask; 0 = not unique
-    replace: Mapping[JobState, tuple[str, ...]] = field(default_factory=dict)
+    replace: Mapping[JobState, tuple[str, ...]] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Inserted:
+class Inserted(msgspec.Struct, frozen=True):
     id: int
     outcome: InsertOutcome
 
@@ -83,8 +83,7 @@ class FetchParams:
     idle: bool
 
 
-@dataclass(slots=True)
-class Claimed:
+class Claimed(msgspec.Struct):
     """A job claimed by a node: now ``running`` with ``attempt`` already incremented."""
 
     id: int
@@ -105,8 +104,7 @@ class Claimed:
 CompletionKind = Literal["completed", "retry", "snooze", "cancel", "discard", "return"]
 
 
-@dataclass(frozen=True, slots=True)
-class Completion:
+class Completion(msgspec.Struct, frozen=True):
     """The end of one run, applied only if the job is still (running, attempt).
 
     - completed: → completed.
