@@ -130,8 +130,12 @@ class Executor:
                 job.scheduled_at,
             ),
         )
+        middleware = self._bus.middleware
         try:
-            await self._call(spec, event, ctx)
+            if middleware:
+                await run_with_middleware(middleware, spec.call, event, ctx)
+            else:
+                await spec.call(event, ctx)
         except Snooze as snooze:
             return Completion(job.id, job.attempt, "snooze", None, snooze.seconds)
         except Cancel as cancel:
@@ -148,13 +152,6 @@ class Executor:
             tb = "".join(traceback.format_exception(exc))
             return self._failed(job, spec, _kind(exc), str(exc) or repr(exc), tb)
         return Completion(job.id, job.attempt, "completed")
-
-    async def _call(self, spec: JobSpec, event: Any, ctx: Context[Any]) -> None:
-        middleware = self._bus.middleware
-        if middleware:
-            await run_with_middleware(middleware, spec.call, event, ctx)
-        else:
-            await spec.call(event, ctx)
 
     def _error(self, job: Claimed, kind: str, message: str, tb: str | None = None) -> JobError:
         return JobError(self._clock.now(), job.attempt, kind, message, tb)

@@ -120,6 +120,9 @@ class Producer:
 
     async def _slot(self) -> None:
         ready = self._ready
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
         while True:
             if not ready:
                 if self._stopping:
@@ -134,15 +137,14 @@ class Producer:
                 continue
             if self._stopping:
                 return  # left in the buffer: run() hands them back
-            await self._run(ready.popleft())
+            await self._run(ready.popleft(), task, loop)
 
-    async def _run(self, job: Claimed) -> None:
+    async def _run(
+        self, job: Claimed, task: asyncio.Task[None], loop: asyncio.AbstractEventLoop
+    ) -> None:
         node = self._node
-        task = asyncio.current_task()
-        assert task is not None
         timeout = self._executor.timeout_of(job)
-        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        run = Run(job.id, job.attempt, task, deadline)
+        run = Run(job.id, job.attempt, task, None if timeout is None else loop.time() + timeout)
         node.runs[job.id] = run
         completion: Completion | None
         try:
