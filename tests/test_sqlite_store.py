@@ -32,7 +32,7 @@ from relaybus._errors import (
     StoreError,
     UniqueConflict,
 )
-from relaybus._sql import load_migrations, render
+from relaybus._sql import load_migrations, load_queries, render
 from relaybus._types import PENDING_STATES, JobError, JobState, state_mask
 from relaybus.cli import full_schema
 from relaybus.stores.sqlite import SQLiteStore
@@ -585,6 +585,38 @@ async def test_prefix_names_the_tables(tmp_path: Path) -> None:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"app_jobs", "app_nodes", "app_leader", "app_migrations"} <= names
     assert not any(name.startswith("relaybus_") for name in names)
+
+
+HOT_QUERIES = [
+    "first_available",
+    "claim",
+    "claim_one",
+    "complete_runs",
+    "end_run",
+    "find_holder",
+    "stage",
+    "due_jobs",
+    "rescue_candidates",
+    "prune",
+]
+
+
+@pytest.mark.parametrize("name", HOT_QUERIES)
+async def test_hot_queries_use_an_index_and_need_no_sort(db: SQLiteStore, name: str) -> None:
+    await db.migrate()
+    sql = render(load_queries("relaybus.stores.sqlite")[name], prefix="relaybus_")
+    args = {
+        "queue": "q", "node": "n", "now": 0.0, "limit": 10, "isolate_after": 2, "id": 1,
+        "attempt": 1, "grace": 0.0, "state": "completed", "horizon": 0.0, "unique_key": b"k",
+        "runs": "[]", "refund": 0, "rescued": 0, "scheduled_at": None, "finalized_at": None,
+        "error": None,
+    }  # fmt: skip
+    with raw(db.path) as conn:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    scans = [step for step in plan if step in ("SCAN relaybus_jobs", "SCAN j")]
+    assert scans == [], plan
+    if name != "rescue_candidates":  # sorts only the few running jobs it picked
+        assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
 async def test_unique_holder_bits_match_jobstate_bit(db: SQLiteStore) -> None:

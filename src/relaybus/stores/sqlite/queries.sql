@@ -172,7 +172,7 @@ WHERE id = :id
 -- name: rescue_candidates
 SELECT j.id, j.attempt, j.max_attempts, j.rescues, j.attempted_by,
     n.expires_at IS NULL OR n.expires_at <= :now AS node_lost
-FROM /*prefix*/jobs AS j
+FROM /*prefix*/jobs AS j INDEXED BY /*prefix*/jobs_running_idx  -- never a scan of all jobs
 LEFT JOIN /*prefix*/nodes AS n ON n.node = j.attempted_by
 WHERE j.state = 'running' AND (
     n.expires_at IS NULL OR n.expires_at <= :now
