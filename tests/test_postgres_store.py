@@ -838,3 +838,44 @@ async def test_application_use_of_the_pool_is_reset(pg: PostgresStore) -> None:
         async with pg.pool.borrow() as conn:
             assert await conn.fetchval("SHOW statement_timeout") == "0"
     assert (await pg.insert_many([job(i) for i in range(50)]))[0].outcome == "inserted"
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_unique_insert_racing_an_uncommitted_holder(pg: PostgresStore, batch: bool) -> None:
+    """The holder is not in the statement's snapshot: the insert waits for it, loses the
+    ON CONFLICT, runs again and reports the duplicate (never an error, never two holders)."""
+    key = b"z" * 32
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        [holder] = await pg.insert_many([job(1, key=key)], conn=conn)
+        jobs = [job(2, key=key)] + ([job(3)] if batch else [])
+        racing = asyncio.create_task(pg.insert_many(jobs))
+        await asyncio.sleep(0.2)
+        assert not racing.done()  # waiting on the holder's transaction
+        await tr.commit()
+        result = await racing
+    finally:
+        await conn.close()
+    assert (result[0].id, result[0].outcome) == (holder.id, "duplicate")
+    if batch:
+        assert result[1].outcome == "inserted"
+
+
+async def test_unique_insert_after_an_uncommitted_holder_rolls_back(pg: PostgresStore) -> None:
+    key = b"y" * 32
+    conn = await asyncpg.connect(PG_DSN)
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        await pg.insert_many([job(1, key=key)], conn=conn)
+        racing = asyncio.create_task(pg.insert_many([job(2, key=key)]))
+        await asyncio.sleep(0.2)
+        await tr.rollback()
+        [result] = await racing
+    finally:
+        await conn.close()
+    assert result.outcome == "inserted"
+    got = await pg.get(result.id)
+    assert got is not None and got.payload == {"n": 2}

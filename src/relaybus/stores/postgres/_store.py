@@ -167,6 +167,7 @@ class PostgresStore:
         self._q_insert_one = q["insert_one"]
         self._q_insert_plain = q["insert_plain"]
         self._q_insert_unique = q["insert_unique"]
+        self._q_insert_unique_one = q["insert_unique_one"]
         self._q_fetch = q["fetch"]
         self._q_complete = q["complete_many"]
         self._listeners: set[_Listener] = set()
@@ -208,7 +209,12 @@ class PostgresStore:
         try:
             return await asyncpg.connect(
                 self._dsn,
-                server_settings={"application_name": "relaybus", "jit": "off", "timezone": "UTC"},
+                server_settings={
+                    "application_name": "relaybus",
+                    "jit": "off",
+                    "timezone": "UTC",
+                    "plan_cache_mode": "force_generic_plan",
+                },
             )
         except (
             OSError,
@@ -419,6 +425,8 @@ class PostgresStore:
                     multi = True
                     break
                 seen.add(group)
+        if len(jobs) == 1:
+            return [await self._insert_unique_one(pool, conn, jobs[0], keys[0], periods[0], now)]
         run = _UniqueRun(self, jobs, keys, periods, groups, now)
         if conn is not None:
             if multi:
@@ -444,6 +452,54 @@ class PostgresStore:
             except _WRAPPED as exc:
                 raise self._failure(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _insert_unique_one(
+        self,
+        pool: Any,
+        conn: Any,
+        job: NewJob,
+        key: bytes | None,
+        period: float | None,
+        now: datetime | None,
+    ) -> Inserted:
+        args = (
+            now,
+            job.handler,
+            job.event,
+            job.queue,
+            job.priority,
+            job.max_attempts,
+            job.payload.decode(),
+            job.meta.decode(),
+            job.timeout,
+            job.delay,
+            job.at,
+            self._channel,
+            key,
+            period,
+            job.unique_states,
+            _mask_for(job.replace, JobState.AVAILABLE),
+            _mask_for(job.replace, JobState.SCHEDULED),
+            _mask_for(job.replace, JobState.RETRYABLE),
+        )
+        query = self._q_insert_unique_one
+        target = pool if conn is None else conn
+        for _ in range(_MAX_ROUNDS_EXTRA):
+            try:
+                row = await target.fetchrow(query, *args)
+            except _TXN_RETRY:
+                if conn is not None:
+                    raise
+                await asyncio.sleep(random.uniform(0.001, 0.01))
+                continue
+            except _WRAPPED as exc:
+                if conn is not None:
+                    raise
+                raise self._failure(exc) from exc
+            if row is not None:
+                return Inserted(row[0], row[1])
+            # The key was taken after this statement's snapshot: the next one sees the holder.
+        raise StoreError("unique insert kept losing races with concurrent writers; try again")
 
     async def fetch(self, params: FetchParams) -> list[Claimed]:
         pool = self._check_open()

@@ -78,6 +78,87 @@ notified AS (
 SELECT array_agg(id ORDER BY id) AS ids, (SELECT count(*) FROM notified) AS notified
 FROM ins;
 
+-- name: insert_unique_one
+-- One unique job: insert_unique for a single entry, in a lighter statement (no ordinality,
+-- window or mapping joins). Same parameters as insert_one, plus $13 base key, $14 period (NULL:
+-- the key is final), $15 unique_states, $16-$18 replace masks (available, scheduled,
+-- retryable). Returns (id, outcome); no row when the key was taken concurrently: run again.
+WITH t AS MATERIALIZED (
+    SELECT n.now,
+        coalesce($11::timestamptz, n.now + make_interval(secs => $10::float8), n.now) AS sched,
+        CASE WHEN $14::float8 IS NULL THEN $13::bytea
+            ELSE sha256($13::bytea || convert_to(
+                ':' || floor(extract(epoch FROM n.now) / $14::float8::numeric)::bigint::text,
+                'UTF8'
+            ))
+        END AS ukey
+    FROM (SELECT coalesce($1::timestamptz, now()) AS now) n
+),
+old AS MATERIALIZED (
+    SELECT j.id, j.state,
+        CASE j.state
+            WHEN 'available' THEN $16::integer
+            WHEN 'scheduled' THEN $17::integer
+            WHEN 'retryable' THEN $18::integer
+            ELSE 0
+        END AS rep
+    FROM t
+    JOIN /*schema*/./*prefix*/jobs j
+        ON j.unique_key = t.ukey
+        AND /*schema*/./*prefix*/holds_key(j.unique_states, j.state)
+    FOR NO KEY UPDATE OF j
+),
+upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        payload = CASE WHEN o.rep & 1 <> 0 THEN $7::text ELSE j.payload END,
+        meta = CASE WHEN o.rep & 2 <> 0 THEN $8::text::jsonb ELSE j.meta END,
+        priority = CASE WHEN o.rep & 4 <> 0 THEN $5::smallint ELSE j.priority END,
+        queue = CASE WHEN o.rep & 8 <> 0 THEN $4::text ELSE j.queue END,
+        max_attempts = CASE WHEN o.rep & 32 <> 0 THEN $6::integer ELSE j.max_attempts END,
+        scheduled_at = CASE WHEN o.rep & 16 <> 0 THEN t.sched ELSE j.scheduled_at END,
+        state = CASE
+            WHEN o.rep & 16 = 0 OR j.state = 'retryable' THEN j.state
+            WHEN t.sched > t.now THEN 'scheduled'
+            ELSE 'available'
+        END
+    FROM old o, t
+    WHERE j.id = o.id AND o.rep <> 0 AND o.state <> 'running'
+    RETURNING j.id, j.state, j.queue
+),
+ins AS (
+    INSERT INTO /*schema*/./*prefix*/jobs (
+        handler, event, queue, priority, state, max_attempts, payload, meta,
+        inserted_at, scheduled_at, timeout, unique_key, unique_states
+    )
+    SELECT $2::text, $3::text, $4::text, $5::smallint,
+        CASE WHEN t.sched > t.now THEN 'scheduled' ELSE 'available' END,
+        $6::integer, $7::text, $8::text::jsonb, t.now, t.sched, $9::float8,
+        t.ukey, $15::integer
+    FROM t
+    WHERE NOT EXISTS (SELECT 1 FROM old)
+    ON CONFLICT (unique_key)
+        WHERE unique_key IS NOT NULL
+        AND /*schema*/./*prefix*/holds_key(unique_states, state)
+        DO NOTHING
+    RETURNING id, state, queue
+),
+result AS (
+    SELECT o.id, CASE WHEN EXISTS (SELECT 1 FROM upd) THEN 'replaced' ELSE 'duplicate' END
+        AS outcome
+    FROM old o
+    UNION ALL
+    SELECT id, 'inserted' FROM ins
+)
+SELECT r.id, r.outcome, (
+    SELECT count(pg_notify($12::text, q.queue))
+    FROM (
+        SELECT queue FROM ins WHERE state = 'available'
+        UNION
+        SELECT queue FROM upd WHERE state = 'available'
+    ) q
+) AS notified
+FROM result r;
+
 -- name: insert_unique
 -- One round of a batch with unique jobs, each unique key at most once in the round. Existing
 -- holders are locked and either replaced (the fields their state lists) or reported as the
