@@ -1,9 +1,16 @@
 """PostgresStore: durable, multi-node jobs on PostgreSQL through asyncpg.
 
 Every Driver operation is one statement (a few for the admin API), prepared and cached per
-connection by asyncpg, run in autocommit on a pooled connection unless the caller gives its own
-(``conn=``). SQL lives in ``queries.sql`` and ``migrations/``; the schema and table prefix are the
-only text put into it, validated, at their markers.
+connection by asyncpg, run in autocommit on a pooled connection (the store's own light pool, or
+the user's ``asyncpg.Pool``) unless the caller gives its own connection (``conn=``: the jobs join
+the caller's transaction). SQL lives in ``queries.sql`` and ``migrations/``; the schema and table
+prefix are the only text put into it, validated, at their markers.
+
+Batch inserts are one ``INSERT ... SELECT FROM unnest(...)`` statement. With unique jobs, entries
+sharing a key run in successive rounds (one statement each, in one transaction), so a batch
+applies in input order exactly as if its entries were inserted one by one; the partial unique
+index is the arbiter between processes (an entry that loses a race comes back without an id and
+runs again).
 
 Time: by default every statement reads the database clock (``now()``), so nodes with skewed
 clocks agree. A store given a ``clock`` (tests: ``relaybus.testing.FakeClock``) passes that
