@@ -561,6 +561,7 @@ class PostgresStore:
                 ],
                 [float(c.delay) for c in completions],
                 self._channel,
+                _RUNNING,
             )
         except _WRAPPED as exc:
             raise self._failure(exc) from exc
@@ -583,6 +584,7 @@ class PostgresStore:
                 float(params.ttl),
                 [r[0] for r in params.running],
                 [r[1] for r in params.running],
+                _RUNNING,
             )
         except _WRAPPED as exc:
             raise self._failure(exc) from exc

@@ -307,19 +307,20 @@ UPDATE /*schema*/./*prefix*/jobs j SET
     attempt = j.attempt + 1,
     attempted_at = coalesce($6::timestamptz, now()),
     attempted_by = $3::text
-FROM (
+-- By primary key from an array, never a join: a generic plan cannot know LIMIT $2 and might
+-- otherwise hash-join against the whole table.
+WHERE j.id = ANY (ARRAY(
     SELECT id FROM head WHERE rescues >= $4::integer
     UNION ALL
     SELECT id FROM rest
-) p
-WHERE j.id = p.id
+))
 RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
     j.payload, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
 
 -- name: complete_many
 -- Apply completions by primary key, fenced on (state = running, attempt).
 -- $1 now, $2 ids, $3 attempts, $4 kinds, $5 errors (JSON objects or NULL), $6 delays,
--- $7 channel. Returns the ids applied.
+-- $7 channel, $8 'running'. Returns the ids applied.
 WITH upd AS (
     UPDATE /*schema*/./*prefix*/jobs j SET
         state = CASE c.kind
@@ -347,7 +348,10 @@ WITH upd AS (
         END
     FROM unnest($2::bigint[], $3::integer[], $4::text[], $5::text[], $6::float8[])
         AS c(id, attempt, kind, error, delay)
-    WHERE j.id = c.id AND j.state = 'running' AND j.attempt = c.attempt
+    -- $8 is 'running': a parameter, not a literal, so that no plan can pick the partial index
+    -- of running jobs (full of dead entries between vacuums) over the primary key.
+    WHERE j.id = ANY ($2::bigint[]) AND j.id = c.id
+        AND j.state = $8::text AND j.attempt = c.attempt
     RETURNING j.id, j.state, j.queue
 ),
 notified AS (
@@ -359,7 +363,9 @@ SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM up
 -- ------------------------------------------------------------------------ nodes and maintenance
 
 -- name: heartbeat
--- $1 now, $2 node, $3 ttl seconds, $4 running ids, $5 their attempts. Returns the lost ids.
+-- $1 now, $2 node, $3 ttl seconds, $4 running ids, $5 their attempts, $6 'running' (a
+-- parameter: look the jobs up by primary key, never through the partial index of running
+-- jobs). Returns the lost ids.
 WITH up AS (
     INSERT INTO /*schema*/./*prefix*/nodes (node, expires_at)
     VALUES ($2::text, coalesce($1::timestamptz, now()) + make_interval(secs => $3::float8))
@@ -369,7 +375,7 @@ SELECT r.id
 FROM unnest($4::bigint[], $5::integer[]) AS r(id, attempt)
 WHERE NOT EXISTS (
     SELECT 1 FROM /*schema*/./*prefix*/jobs j
-    WHERE j.id = r.id AND j.state = 'running' AND j.attempt = r.attempt
+    WHERE j.id = r.id AND j.state = $6::text AND j.attempt = r.attempt
         AND j.attempted_by = $2::text
 );
 
@@ -442,7 +448,7 @@ upd AS (
         ) END
     FROM due d
     LEFT JOIN blocked b ON b.id = d.id
-    WHERE j.id = d.id
+    WHERE j.id = ANY (ARRAY(SELECT id FROM due)) AND j.id = d.id
     RETURNING j.state, j.queue
 )
 SELECT q.queue, pg_notify($3::text, q.queue) IS NULL
@@ -503,7 +509,7 @@ upd AS (
             'traceback', NULL
         ))
     FROM stuck s
-    WHERE j.id = s.id AND j.state = 'running'
+    WHERE j.id = ANY (ARRAY(SELECT id FROM stuck)) AND j.id = s.id AND j.state = 'running'
     RETURNING j.id
 )
 SELECT count(*) FROM upd;
