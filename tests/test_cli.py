@@ -63,7 +63,7 @@ def test_migrate_command_sets_up_a_sqlite_file(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr  # idempotent
 
 
-def test_migrate_command_masks_nothing_it_should_not_print(capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_command_never_prints_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--dsn", "mysql://root:secret-canary@127.0.0.1/x"]) == 2
     err = capsys.readouterr().err
     assert "secret-canary" not in err

@@ -117,7 +117,11 @@ def test_event_names() -> None:
 
 @pytest.mark.parametrize(
     ("cls", "event"),
-    [(Named, Named(1)), (StructEvent, StructEvent(order_id=1)), (ModelEvent, ModelEvent(order_id=1))],
+    [
+        (Named, Named(1)),
+        (StructEvent, StructEvent(order_id=1)),
+        (ModelEvent, ModelEvent(order_id=1)),
+    ],
 )
 def test_codecs_round_trip_and_validate(cls: type, event: object) -> None:
     codec = codec_for(cls)

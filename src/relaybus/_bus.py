@@ -211,11 +211,20 @@ class Bus(Generic[S]):
         plan = self._plans.get(type(event))
         if plan is None or plan.version != self.registry.version:
             plan = self._plan(type(event))
-        if not plan.jobs and not self.dispatch_middleware and not self.middleware:
-            # Fast path: inline handlers only.
+        if (
+            not plan.jobs
+            and not self.dispatch_middleware
+            and not self.middleware
+            and delay is None
+            and at is None
+            and priority is None
+            and queue is None
+            and conn is None
+        ):
+            # Fast path: inline handlers only, no options to check.
             if plan.inline:
                 ctx: Context[S] = Context(
-                    self.state, self, event, "", meta or {}, self.handler_logger
+                    self.state, self, event, "", dict(meta) if meta else {}, self.handler_logger
                 )
                 failures: list[Exception] | None = None
                 for spec in plan.inline:
@@ -232,7 +241,8 @@ class Bus(Generic[S]):
         results = await self._dispatch(
             [event], meta, delay, at, priority, queue, conn, errors, single=True
         )
-        return results[0]
+        # Dispatch middleware may have dropped the event: then nothing was dispatched.
+        return results[0] if results else DispatchResult(event, [])
 
     async def dispatch_many(
         self,
@@ -278,7 +288,7 @@ class Bus(Generic[S]):
             result: list[DispatchResult] = await call()
             return result
         return await self._dispatch_core(
-            events, meta or {}, delay, at, priority, queue, conn, errors, single
+            events, dict(meta) if meta else {}, delay, at, priority, queue, conn, errors, single
         )
 
     async def _dispatch_core(
@@ -304,7 +314,7 @@ class Bus(Generic[S]):
             if plan.inline:
                 await self._run_inline(event, plan, meta, failures)
         if failures:
-            self._inline_failed(failures, errors, results[0] if single else results)
+            self._inline_failed(failures, errors, results[0] if single and results else results)
         return results
 
     def _inline_failed(

@@ -456,7 +456,9 @@ class MemoryStore:
 
     async def list(self, params: ListParams) -> list[Job]:
         self._check_open()
-        result = []
+        result: list[Job] = []
+        if params.limit <= 0:
+            return result
         for job_id in sorted(self._jobs):
             row = self._jobs[job_id]
             if params.state is not None and row.state is not params.state:
