@@ -303,6 +303,15 @@ class Bus(Generic[S]):
         errors: ErrorMode | None,
         single: bool,
     ) -> list[DispatchResult]:
+        optional_seconds("delay", delay)
+        if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+            raise ConfigurationError("at= must be a timezone-aware datetime")
+        if priority is not None:
+            check_priority(priority)
+        if queue is not None:
+            check_name("queue", queue)
+        if not isinstance(meta, dict):
+            raise ConfigurationError("meta must be a dict")
         plans = []
         for event in events:
             plans.append(self._plan(type(event)))  # EventError for a non-event
@@ -338,14 +347,6 @@ class Bus(Generic[S]):
         conn: Any,
     ) -> None:
         delay_s = optional_seconds("delay", delay)
-        if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
-            raise ConfigurationError("at= must be a timezone-aware datetime")
-        if priority is not None:
-            check_priority(priority)
-        if queue is not None:
-            check_name("queue", queue)
-        if not isinstance(meta, dict):
-            raise ConfigurationError("meta must be a dict")
         meta_json = _encode_meta(meta) if meta else _EMPTY_META
         new_jobs: list[NewJob] = []
         owners: list[tuple[int, JobSpec]] = []
