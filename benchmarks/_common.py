@@ -330,7 +330,8 @@ PROFILE_HEADERS = ["function", "calls per job", "own CPU µs per job", "share of
                    "cumulative CPU µs per job"]
 PROFILE_NOTE = (
     "cProfile with a CPU-time timer (`time.thread_time`), so waiting is not counted; it "
-    "inflates small Python functions: read the ranking more than the absolute µs."
+    "inflates small Python functions (read the ranking more than the absolute µs) and counts "
+    "each resumption of a coroutine as a call."
 )
 
 

@@ -120,10 +120,11 @@ class Plan:
     flat_backlogs: tuple[int, ...]
     flat_measure: int
     slow_process_rounds: int  # processing rounds for peers far below the fastest
+    process_deadline: float  # seconds: a slower system's rate is taken over this window
 
 
-FULL = Plan(3, 2_000, 20_000, 20_000, 10.0, 200.0, (5_000, 200_000), 5_000, 1)
-QUICK = Plan(1, 300, 2_000, 2_000, 3.0, 200.0, (2_000, 20_000), 1_000, 1)
+FULL = Plan(3, 1_500, 20_000, 20_000, 10.0, 200.0, (5_000, 200_000), 5_000, 1, 30.0)
+QUICK = Plan(1, 300, 1_000, 1_000, 2.0, 200.0, (1_000, 10_000), 1_000, 1, 6.0)
 
 
 def dsn_for(database: str) -> str:
@@ -293,6 +294,7 @@ class Bench:
         self.template = f"bench_{system}_tpl"
         self.samples = Samples()
         self.latencies: list[list[float]] = []
+        self.partial: set[str] = set()
 
     async def client(self, mode: str, **options: Any) -> Client:
         return await Client.start(self.system, self.interpreter, self.db, mode, **options)
@@ -308,9 +310,11 @@ class Bench:
     async def fresh(self) -> None:
         await self.server.recreate(self.db, self.template)
 
-    async def enqueue(self, mode: str, n: int, record: str) -> None:
+    async def enqueue(self, mode: str, n: int, record: str,
+                      profile: Path | None = None) -> None:
         """One client enqueues n jobs (``enqueue-single`` or ``enqueue-batch``)."""
-        c = await self.client(mode, n=n, batch=1000)
+        c = await self.client(mode, n=n, batch=1000,
+                              profile=str(profile) if profile is not None else None)
         try:
             await c.expect("ready", within=120)
             pg = PgCpu(self.db)
@@ -331,9 +335,13 @@ class Bench:
         pid = int(await conn.fetchval("SELECT pg_backend_pid()"))
         return conn, pid
 
-    async def process(self, workers: int, n: int, record: str,
+    async def process(self, workers: int, n: int, record: str, deadline: float,
                       profile: Path | None = None) -> None:
-        """n pre-enqueued jobs (a batch-enqueue measurement first), then ``workers`` processes."""
+        """n pre-enqueued jobs (a batch-enqueue measurement first), then ``workers`` processes.
+
+        A system that has not finished ``deadline`` seconds after its first job is stopped
+        there, and its rate is the jobs completed (visible in the database) in that window.
+        """
         await self.fresh()
         await self.enqueue("enqueue-batch", n, "batch")
         conn, poller_pid = await self._poller()
@@ -342,7 +350,9 @@ class Bench:
                               profile=str(profile) if profile is not None else None)
             for _ in range(workers)
         ]
+        sql = REMAINING_SQL[self.system]
         try:
+            initial = int(await conn.fetchval(sql))
             for c in clients:
                 await c.expect("ready", within=120)
             pg = PgCpu(self.db, exclude=[poller_pid])
@@ -352,15 +362,16 @@ class Bench:
             done, _ = await asyncio.wait(firsts, return_when=asyncio.FIRST_COMPLETED)
             pg.start()
             first_at = min(t.result()["t"] for t in done)
-            sql = REMAINING_SQL[self.system]
+            stop_at = first_at + deadline
             async with asyncio.timeout(SUBPROCESS_TIMEOUT):
                 while True:
                     remaining = int(await conn.fetchval(sql))
-                    if remaining == 0:
+                    if remaining == 0 or time.time() >= stop_at:
                         break
-                    await asyncio.sleep(
-                        0.2 if remaining > 2000 else 0.02 if remaining > 200 else 0.005
-                    )
+                    await asyncio.sleep(min(
+                        max(0.001, stop_at - time.time()),
+                        0.2 if remaining > 2000 else 0.02 if remaining > 200 else 0.005,
+                    ))
             end_at = time.time()
             pg_cpu = pg.stop()
             for t in firsts:
@@ -377,10 +388,14 @@ class Bench:
             if t.done() and not t.cancelled() and t.exception() is None:
                 first_at = min(first_at, t.result()["t"])
         handled = sum(r["count"] for r in results)
+        completed = initial - remaining
         elapsed = end_at - first_at
-        self.samples.add(f"{record}.rate", handled / elapsed)
+        self.samples.add(f"{record}.rate", completed / elapsed)
         self.samples.add(f"{record}.cpu_us", sum(r["cpu"] for r in results) / handled * 1e6)
-        self.samples.add(f"{record}.pg_us", pg_cpu / handled * 1e6)
+        self.samples.add(f"{record}.pg_us", pg_cpu / completed * 1e6)
+        self.samples.add(f"{record}.completed", completed)
+        if remaining:
+            self.partial.add(record)
 
     async def latency(self, seconds: float, rate: float) -> None:
         await self.fresh()
@@ -410,7 +425,8 @@ class Bench:
         self.samples.add("latency.p99", percentile(lat, 99))
         self.samples.add("latency.max", lat[-1] if lat else float("nan"))
         self.samples.add("latency.missing", expected - len(lat))
-        self.samples.add("latency.behind", res["behind"])
+        self.samples.add("latency.producer_rate", expected / res["elapsed"])
+        self.samples.add("latency.producer_lag_ms", res["lag"] * 1000)
 
     async def flat(self, backlog: int, measure: int) -> None:
         await self.fresh()
@@ -498,7 +514,10 @@ async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any
                 failed[system] = f"install failed: {type(exc).__name__}: {exc}"
                 continue
             benches[system] = bench
-        profile_path = ROOT / "benchmarks" / "results" / "relaybus-pg-worker.prof"
+        profile_paths = {
+            kind: ROOT / "benchmarks" / "results" / f"relaybus-pg-{kind}.prof"
+            for kind in ("worker", "single", "batch")
+        }
         started = time.monotonic()
         for r in range(plan.rounds):
             for system, bench in list(benches.items()):
@@ -518,12 +537,24 @@ async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any
                         f"({time.monotonic() - started:.0f} s)")
                     await _retry(f"flat cost {backlog}",
                                  lambda b=backlog: bench.flat(b, plan.flat_measure))
-                log("[postgres] relaybus: profiled processing run (1 worker, cProfile)")
-                profile_path.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(Exception):
-                    profile_path.unlink()
-                await _retry("profiled run", lambda: bench.process(
-                    1, plan.process_n, "profiled", profile=profile_path))
+                log("[postgres] relaybus: profiled runs (cProfile, untimed)")
+                for path in profile_paths.values():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+
+                async def profiled_enqueues() -> None:
+                    await bench.fresh()
+                    await bench.enqueue("enqueue-single", plan.single_n, "profiled_single",
+                                        profile=profile_paths["single"])
+                    await bench.fresh()
+                    await bench.enqueue("enqueue-batch", plan.batch_n, "profiled_batch",
+                                        profile=profile_paths["batch"])
+
+                await _retry("profiled enqueues", profiled_enqueues)
+                await _retry("profiled worker run", lambda: bench.process(
+                    1, plan.process_n, "profiled", plan.process_deadline,
+                    profile=profile_paths["worker"]))
             except Exception as exc:
                 log(f"[postgres] relaybus flat-cost/profile run FAILED: {exc}")
                 failed["relaybus (flat cost, profile)"] = f"{type(exc).__name__}: {exc}"
@@ -540,8 +571,16 @@ async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any
         "failed": failed,
         "plan": plan.__dict__,
         "samples": {b.system: b.samples.values for b in everyone if b.samples.values},
-        "profile": profile_rows(str(profile_path), plan.process_n)
-        if profile_path.exists() else [],
+        "partial": {b.system: sorted(b.partial) for b in everyone if b.partial},
+        "profiles": {
+            kind: profile_rows(str(path), jobs)
+            for kind, path, jobs in (
+                ("worker", profile_paths["worker"], plan.process_n),
+                ("single", profile_paths["single"], plan.single_n),
+                ("batch", profile_paths["batch"], plan.batch_n),
+            )
+            if "relaybus" in benches and path.exists()
+        },
     }
 
 
@@ -573,9 +612,11 @@ async def _round(plan: Plan, benches: dict[str, Bench], system: str, bench: Benc
     await _retry(f"{system} single enqueue", single)
     if not _is_slow(benches, system) or r < plan.slow_process_rounds:
         await _retry(f"{system} processing, 1 worker",
-                     lambda: bench.process(1, plan.process_n, "process1"))
+                     lambda: bench.process(1, plan.process_n, "process1",
+                                           plan.process_deadline))
         await _retry(f"{system} processing, 2 workers",
-                     lambda: bench.process(2, plan.process_n, "process2"))
+                     lambda: bench.process(2, plan.process_n, "process2",
+                                           plan.process_deadline))
     else:
         log(f"[postgres] {system}: processing measured in {plan.slow_process_rounds} "
             "round(s) only (slow)")
@@ -625,6 +666,7 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
         ("latency p50 (ms)", "latency.p50", 1),
         ("latency p95 (ms)", "latency.p95", 1),
         ("latency p99 (ms)", "latency.p99", 1),
+        ("latency run: producer's achieved rate (jobs/s)", "latency.producer_rate", 0),
         ("client CPU per single enqueue (µs)", "single.cpu_us", 0),
         ("PostgreSQL CPU per single enqueue (µs)", "single.pg_us", 0),
         ("client CPU per batch-enqueued job (µs)", "batch.cpu_us", 1),
@@ -635,7 +677,15 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
         ("PostgreSQL CPU per job, 2 workers (µs)", "process2.pg_us", 0),
     ]
     headers = ["metric", *[_label(s, data["versions"]) for s in measured]]
-    rows = [[label, *[_cell(samples[s], key, digits) for s in measured]]
+    partial: dict[str, list[str]] = data.get("partial", {})
+
+    def cell(system: str, key: str, digits: int) -> str:
+        text = _cell(samples[system], key, digits)
+        if key.split(".")[0] in partial.get(system, ()) and key.endswith(".rate"):
+            text += " †"
+        return text
+
+    rows = [[label, *[cell(s, key, digits) for s in measured]]
             for label, key, digits in metrics]
 
     # fastest peer per metric and relaybus's ratio to it
@@ -745,13 +795,20 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
                 notes=[f"One worker process, concurrency 10; CPU over its first "
                        f"{plan.flat_measure:,} jobs (one run each)."],
             ))
-    if data.get("profile"):
-        tables.append(Table(
-            title="Profile: relaybus worker process on PostgreSQL (1 worker, one untimed run)",
-            headers=PROFILE_HEADERS,
-            rows=data["profile"],
-            notes=[PROFILE_NOTE + " Profiled from the first job on."],
-        ))
+    titles = {
+        "worker": "Profile: relaybus worker process on PostgreSQL (1 worker, concurrency 10)",
+        "single": "Profile: relaybus client, single enqueue (`await bus.dispatch(event)`)",
+        "batch": "Profile: relaybus client, batch enqueue (`await bus.dispatch_many(events)`)",
+    }
+    for kind, prof_rows in data.get("profiles", {}).items():
+        if prof_rows:
+            tables.append(Table(
+                title=titles[kind] + ", one untimed run",
+                headers=PROFILE_HEADERS,
+                rows=prof_rows,
+                notes=[PROFILE_NOTE + (" Profiled from the first job on." if kind == "worker"
+                                       else "")],
+            ))
     facts = machine_facts()
     facts.update(data["facts"])
     for name, version in data["versions"].items():
@@ -782,6 +839,8 @@ def _notes(data: dict[str, Any], measured: list[str]) -> list[str]:
         f"batches of 1,000 over {plan['batch_n']:,} jobs (also measured before each "
         f"processing run), processing {plan['process_n']:,} pre-enqueued no-op jobs, latency "
         f"{plan['latency_rate']:.0f} jobs/s for {plan['latency_s']:.0f} s with an idle worker.",
+        f"† not finished {plan['process_deadline']:.0f} s after its first job: the rate is the "
+        "jobs completed (visible in the database) in that window, out of the full backlog.",
     ]
     for system, reason in data.get("skipped", {}).items():
         notes.append(f"**{system} not measured**: {reason}.")

@@ -103,10 +103,13 @@ async def main(args: argparse.Namespace) -> None:
         else:
             for k in range(1, 11):
                 await adapter.enqueue_one(-k, 0.0)
+        profile = cProfile.Profile(time.thread_time) if args.profile else None
         emit("ready")
         await commands.expect("go")
+        if profile is not None:
+            profile.enable()
         c0, t0 = cpu_self(), now()
-        behind = 0
+        lag = 0.0
         if args.mode == "enqueue-single":
             for i in range(args.n):
                 await adapter.enqueue_one(i, 0.0)
@@ -120,11 +123,14 @@ async def main(args: argparse.Namespace) -> None:
                 delay = t0 + i / args.rate - now()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                elif delay < -0.05:
-                    behind += 1
+                else:
+                    lag = max(lag, -delay)
                 await adapter.enqueue_one(i, time.time())
         elapsed, cpu = now() - t0, cpu_self() - c0
-        emit("result", elapsed=elapsed, cpu=cpu, behind=behind)
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(args.profile)
+        emit("result", elapsed=elapsed, cpu=cpu, lag=lag)
         # keep the connections (and so their PostgreSQL backends) until the CPU is read
         await commands.expect("exit")
         await adapter.close_client()
