@@ -9,7 +9,7 @@ import msgspec
 
 from ._types import JobError
 
-__all__ = ["decode_errors", "decode_json", "encode_errors", "error_to_builtins"]
+__all__ = ["decode_errors", "decode_json", "decode_payload", "encode_errors", "error_to_builtins"]
 
 _decode_any = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
@@ -51,3 +51,14 @@ def decode_json(data: bytes | str | None) -> Any:
     if data is None:
         return None
     return _decode_any.decode(data)
+
+
+def decode_payload(data: bytes | str | None) -> Any:
+    """A stored payload for the admin API: decoded JSON, or its raw text when the row holds no
+    valid JSON (rows can be corrupted outside relaybus; that must never crash a listing)."""
+    if data is None:
+        return None
+    try:
+        return _decode_any.decode(data)
+    except msgspec.DecodeError:
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else data

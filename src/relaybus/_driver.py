@@ -64,6 +64,8 @@ class NewJob(msgspec.Struct, frozen=True):
 
 
 class Inserted(msgspec.Struct, frozen=True):
+    """Job ids are unique and increasing, but may skip (a duplicate insert can use one up)."""
+
     id: int
     outcome: InsertOutcome
 
@@ -71,6 +73,9 @@ class Inserted(msgspec.Struct, frozen=True):
 @dataclass(frozen=True, slots=True)
 class FetchParams:
     """Claim up to ``limit`` available jobs of ``queue`` for ``node``, in priority order.
+
+    The runtime never cancels a fetch in flight (a claim cannot be taken back by cancelling the
+    caller); a store that sees its caller cancelled after claiming may return the jobs.
 
     Jobs rescued ``isolate_after`` times or more run alone: only when ``idle`` is true, and then
     the store returns that one job and nothing else.

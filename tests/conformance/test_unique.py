@@ -425,3 +425,36 @@ async def test_admin_retry_of_the_holder_itself_is_no_conflict(store) -> None:
         r = await bus.dispatch(Ping(1))
         assert (outcomes(r), one_id(r)) == (["duplicate"], job_id)
         assert await drain(bus) == 1
+
+
+async def test_finished_states_in_unique_states_never_make_a_second_holder(store, clock) -> None:
+    """With finished states in ``states`` (unique "ever"), a job that finishes while another
+    job holds its key ends as it must and does not take the key over."""
+    bus = rb.Bus(store=store)
+    blocking = frozenset(
+        {S.SCHEDULED, S.AVAILABLE, S.RUNNING, S.COMPLETED, S.CANCELLED, S.DISCARDED}
+    )
+
+    @bus.job(
+        Ping, name="conf.uniq.ever", unique=rb.Unique(states=blocking), backoff=rb.Constant(60)
+    )
+    async def h(event: Ping, ctx: rb.Context) -> None:
+        if ctx.job.attempt == 1:
+            raise ValueError("fail once")
+
+    async with bus:
+        old = one_id(await bus.dispatch(Ping(1)))
+        await drain(bus)
+        assert (await job_of(bus, old)).state is S.RETRYABLE  # retryable does not block
+        holder = one_id(await bus.dispatch(Ping(1), delay=3600))
+        assert holder != old
+        clock.advance(60)
+        await drain(bus)  # the old job comes back into `available`: the holder wins
+        job = await job_of(bus, old)
+        assert job.state is S.DISCARDED
+        assert job.errors[-1].kind == "unique_conflict"
+        again = await bus.dispatch(Ping(1))
+        assert (outcomes(again), one_id(again)) == (["duplicate"], holder)
+        cancelled = await bus.jobs.cancel(holder)  # the holder keeps the key when cancelled
+        assert cancelled.state is S.CANCELLED
+        assert outcomes(await bus.dispatch(Ping(1))) == ["duplicate"]

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._codec import decode_json
+from .._codec import decode_json, decode_payload
 from .._driver import (
     Claimed,
     Completion,
@@ -74,7 +74,7 @@ class _Row:
             state=self.state,
             attempt=self.attempt,
             max_attempts=self.max_attempts,
-            payload=_decode_or_raw(self.payload),
+            payload=decode_payload(self.payload),
             meta=decode_json(self.meta) or {},
             errors=tuple(self.errors),
             inserted_at=self.inserted_at,
@@ -83,13 +83,6 @@ class _Row:
             attempted_by=self.attempted_by,
             finalized_at=self.finalized_at,
         )
-
-
-def _decode_or_raw(data: bytes) -> Any:
-    try:
-        return decode_json(data)
-    except Exception:
-        return data.decode("utf-8", "replace")
 
 
 class MemoryStore:
@@ -142,8 +135,13 @@ class MemoryStore:
             assert row.unique_key is not None
             holder = self._holders.get(row.unique_key)
             if holder is not None and holder != row.id:
-                return holder
-            self._holders[row.unique_key] = row.id
+                if state not in TERMINAL_STATES:
+                    return holder
+                # A job finishing while another holds its key never becomes a second holder:
+                # it drops that state from its mask (terminal states in Unique.states).
+                row.unique_states &= ~state.bit
+            else:
+                self._holders[row.unique_key] = row.id
         elif held and not will_hold:
             assert row.unique_key is not None
             if self._holders.get(row.unique_key) == row.id:

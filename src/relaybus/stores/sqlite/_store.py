@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ..._clock import Clock, SystemClock
-from ..._codec import decode_errors, decode_json, error_to_builtins
+from ..._codec import decode_errors, decode_json, decode_payload, error_to_builtins
 from ..._driver import (
     Claimed,
     Completion,
@@ -667,16 +667,6 @@ def _meta(data: bytes | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _payload(data: bytes | None) -> Any:
-    """The decoded payload, or its raw text when the row holds no valid JSON."""
-    if data is None:
-        return None
-    try:
-        return decode_json(data)
-    except msgspec.DecodeError:
-        return data.decode("utf-8", "replace")
-
-
 def _errors(data: bytes | None) -> tuple[JobError, ...]:
     try:
         return decode_errors(data)
@@ -714,7 +704,7 @@ def _job(row: Any) -> Job:
         state=JobState(row[5]),
         attempt=row[6],
         max_attempts=row[7],
-        payload=_payload(row[8]),
+        payload=decode_payload(row[8]),
         meta=_meta(row[9]),
         errors=_errors(row[10]),
         inserted_at=_dt(row[11]),
