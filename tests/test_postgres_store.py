@@ -469,6 +469,19 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
             assert "relaybus_jobs_pkey" in plan, (name, plan)
 
 
+async def test_fetch_plan_holds_before_the_table_is_ever_analyzed(pg: PostgresStore) -> None:
+    """A burst of inserts into a table autovacuum has not analyzed yet: without statistics the
+    planner could sort the whole backlog on every fetch. The store's own sessions keep it on
+    the ordered index scan."""
+    for start in range(0, 30000, 1000):
+        await pg.insert_many([job(i) for i in range(start, start + 1000)])
+    async with pg.pool.borrow() as conn:
+        plan = await explain_generic(conn, pg._q["fetch"], ("default", 10, "n", 2, True, None))
+    nodes = plan_nodes(json.loads(plan))
+    assert "relaybus_jobs_fetch_idx" in plan, plan
+    assert not any(kind in ("Sort", "Bitmap Heap Scan", "Seq Scan") for kind, _ in nodes), plan
+
+
 def sql_literal(value: Any) -> str:
     """A test constant as an SQL literal (EXECUTE takes no bound parameters)."""
     if value is None:

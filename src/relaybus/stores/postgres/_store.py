@@ -96,6 +96,20 @@ _TXN_RETRY: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
+#: Session settings of the store's own connections, which run nothing but the store's statements.
+#: Each hot statement is written for one index path (fetch: an ordered scan of the partial index
+#: of available jobs, stopped by LIMIT). Without statistics (a table not analyzed yet after a
+#: burst of inserts) the planner may estimate a handful of rows and prefer a bitmap scan plus a
+#: sort, which then sorts the whole backlog on every fetch; bitmap scans and sorts are therefore
+#: discouraged (still used where nothing else can answer). Plans are generic from the first run.
+_SESSION = {
+    "application_name": "relaybus",
+    "jit": "off",
+    "timezone": "UTC",
+    "plan_cache_mode": "force_generic_plan",
+    "enable_bitmapscan": "off",
+    "enable_sort": "off",
+}
 _MAX_ROUNDS_EXTRA = 50  # unique-insert rounds lost to concurrent writers before giving up
 _LISTEN_PING = 10.0  # seconds between health checks of the LISTEN connection
 
@@ -216,12 +230,7 @@ class PostgresStore:
         try:
             return await asyncpg.connect(
                 self._dsn,
-                server_settings={
-                    "application_name": "relaybus",
-                    "jit": "off",
-                    "timezone": "UTC",
-                    "plan_cache_mode": "force_generic_plan",
-                },
+                server_settings=_SESSION,
             )
         except (
             OSError,
