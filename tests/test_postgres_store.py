@@ -1005,3 +1005,18 @@ async def test_unique_insert_after_an_uncommitted_holder_rolls_back(pg: Postgres
     assert result.outcome == "inserted"
     got = await pg.get(result.id)
     assert got is not None and got.payload == {"n": 2}
+
+
+async def test_finishing_while_another_holds_the_key_drops_the_state_bit(pg: PostgresStore) -> None:
+    """Unique "ever" (finished states block): a job cancelled or discarded while another job
+    holds its key ends as asked and never becomes a second holder."""
+    key = b"v" * 32
+    ever = NO_RETRYABLE | S.CANCELLED.bit | S.DISCARDED.bit | S.COMPLETED.bit
+    [a] = await pg.insert_many([job(1, key=key, states=ever)])
+    [c] = await pg.fetch(fetch())
+    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 10)])
+    [holder] = await pg.insert_many([job(2, key=key, states=ever)])
+    cancelled = await pg.cancel(a.id)
+    assert cancelled.state is S.CANCELLED
+    [again] = await pg.insert_many([job(3, key=key, states=ever)])
+    assert (again.id, again.outcome) == (holder.id, "duplicate")

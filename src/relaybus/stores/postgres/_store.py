@@ -33,7 +33,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 from ..._clock import Clock, SystemClock
-from ..._codec import decode_errors, decode_json, error_to_builtins
+from ..._codec import decode_errors, decode_json, decode_payload, error_to_builtins
 from ..._driver import (
     Claimed,
     Completion,
@@ -755,7 +755,14 @@ class PostgresStore:
         self._check_open()
         try:
             async with self._borrow() as conn:
-                await conn.fetchval(self._q["cancel"], self._now(), job_id)
+                for attempt in range(10):
+                    try:
+                        await conn.fetchval(self._q["cancel"], self._now(), job_id)
+                        break
+                    except asyncpg.UniqueViolationError:
+                        # A holder committed after the statement's snapshot: run again.
+                        if attempt == 9:
+                            raise
                 row = await conn.fetchrow(self._q["get"], job_id)
         except _WRAPPED as exc:
             raise self._failure(exc) from exc
@@ -867,13 +874,6 @@ def _mask_for(replace: Mapping[JobState, tuple[str, ...]], state: JobState) -> i
     return _replace_mask(tuple(fields)) if fields else 0
 
 
-def _decode_or_raw(text: str) -> Any:
-    try:
-        return decode_json(text)
-    except Exception:
-        return text
-
-
 def _to_job(row: Any) -> Job:
     return Job(
         id=row[0],
@@ -884,7 +884,7 @@ def _to_job(row: Any) -> Job:
         state=_STATES[row[5]],
         attempt=row[6],
         max_attempts=row[7],
-        payload=_decode_or_raw(row[8]),
+        payload=decode_payload(row[8]),
         meta=decode_json(row[9]) or {},
         errors=decode_errors(row[10]),
         inserted_at=row[11],

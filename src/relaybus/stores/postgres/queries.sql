@@ -436,6 +436,10 @@ blocked AS (
 upd AS (
     UPDATE /*schema*/./*prefix*/jobs j SET
         state = CASE WHEN b.holder IS NULL THEN 'available' ELSE 'discarded' END,
+        -- Discarded while another job holds the key: never a second holder, even when its
+        -- unique states list discarded (the bit is dropped from its mask).
+        unique_states = CASE WHEN b.holder IS NULL THEN j.unique_states
+            ELSE j.unique_states & ~64 END,
         finalized_at = CASE WHEN b.holder IS NOT NULL THEN coalesce($1::timestamptz, now()) END,
         errors = CASE WHEN b.holder IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(
             jsonb_build_object(
@@ -591,19 +595,34 @@ WITH upd AS (
 SELECT id, pg_notify($3::text, queue) IS NULL FROM upd;
 
 -- name: cancel
--- $1 now, $2 id.
-UPDATE /*schema*/./*prefix*/jobs SET
+-- $1 now, $2 id. A job that does not hold its unique key now (retryable outside its unique
+-- states) and finds it held never becomes a second holder by being cancelled: the cancelled bit
+-- is dropped from its mask. A holder committed after this statement's snapshot makes it fail
+-- with a unique violation: the caller runs it again.
+UPDATE /*schema*/./*prefix*/jobs j SET
     state = 'cancelled',
     finalized_at = coalesce($1::timestamptz, now()),
-    errors = errors || jsonb_build_array(jsonb_build_object(
+    unique_states = CASE
+        WHEN j.unique_key IS NOT NULL
+            AND NOT /*schema*/./*prefix*/holds_key(j.unique_states, j.state)
+            AND EXISTS (
+                SELECT 1 FROM /*schema*/./*prefix*/jobs h
+                WHERE h.unique_key = j.unique_key
+                    AND /*schema*/./*prefix*/holds_key(h.unique_states, h.state)
+                    AND h.id <> j.id
+            )
+        THEN j.unique_states & ~32
+        ELSE j.unique_states
+    END,
+    errors = j.errors || jsonb_build_array(jsonb_build_object(
         'at', coalesce($1::timestamptz, now()),
-        'attempt', attempt,
+        'attempt', j.attempt,
         'kind', 'cancelled',
         'message', 'cancelled through the admin API',
         'traceback', NULL
     ))
-WHERE id = $2::bigint AND state IN ('scheduled', 'available', 'running', 'retryable')
-RETURNING id;
+WHERE j.id = $2::bigint AND j.state IN ('scheduled', 'available', 'running', 'retryable')
+RETURNING j.id;
 
 -- name: ping
 SELECT 1;
