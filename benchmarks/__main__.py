@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["systems"] = [s.strip() for s in args.systems.split(",") if s.strip()]
         result = runner(**kwargs)
         result.seconds = time.monotonic() - started
-        result.facts["load average (1/5/15 min) before / after"] = (
-            f"{load_before} / {load_average()}"
+        result.facts["load average (1, 5, 15 min)"] = (
+            f"before {load_before}, after {load_average()}"
         )
         result.quick = args.quick
         result.finished_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -124,7 +124,7 @@ def thread_cpu() -> dict[str, float]:
 
 def load_average() -> str:
     try:
-        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        return "(" + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + ")"
     except OSError:
         return "n/a"
 

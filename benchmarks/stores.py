@@ -118,20 +118,25 @@ async def enqueue_single(factory: StoreFactory, tmp: Path, n: int) -> Figure:
     return Figure(n / elapsed, cpu / n * 1e6)
 
 
-async def enqueue_batch(factory: StoreFactory, tmp: Path, n: int, batch: int) -> Figure:
+async def enqueue_batch(factory: StoreFactory, tmp: Path, n: int, batch: int,
+                        profile: _Profiles | None = None) -> Figure:
     async with _bus(factory(tmp)) as bus:
         await bus.dispatch_many([Tick(i) for i in range(10)])
         batches = [[Tick(i) for i in range(j, j + batch)] for j in range(0, n, batch)]
         gc.collect()
+        if profile is not None:
+            profile.enable()
         c0, t0 = cpu_self(), now()
         for chunk in batches:
             await bus.dispatch_many(chunk)
         elapsed, cpu = now() - t0, cpu_self() - c0
+        if profile is not None:
+            profile.disable()
     return Figure(n / elapsed, cpu / n * 1e6)
 
 
 async def process(
-    factory: StoreFactory, tmp: Path, n: int, concurrency: int, profile: cProfile.Profile | None
+    factory: StoreFactory, tmp: Path, n: int, concurrency: int, profile: _Profiles | None
 ) -> Figure:
     counter = _Counter(n)
     async with _bus(factory(tmp), counter) as bus:
@@ -162,11 +167,14 @@ async def process(
 
 
 class _ThreadProfiles:
-    """Profile SQLite's connection thread too (cProfile covers only the thread enabling it):
-    wraps the store's private ``ConnectionThread._run`` for the profiled run only."""
+    """Profile the work SQLiteStore does on its connection thread (cProfile covers only the
+    thread that enables it): while ``active``, each function the store sends to the thread
+    (its private ``ConnectionThread.call``) runs under one CPU-time profiler."""
 
     def __init__(self) -> None:
-        self.profiles: list[cProfile.Profile] = []
+        self.profile = cProfile.Profile(time.thread_time)
+        self.active = False
+        self.used = False
         self._undo: Callable[[], None] | None = None
 
     def __enter__(self) -> _ThreadProfiles:
@@ -175,22 +183,27 @@ class _ThreadProfiles:
         except ImportError:
             return self
         cls: Any = _thread.ConnectionThread
-        original = cls._run
-        profiles = self.profiles
+        original = cls.call
+        owner = self
 
-        def run(thread_self: Any) -> None:
-            profile = cProfile.Profile(time.thread_time)
-            profiles.append(profile)
-            profile.enable()
-            try:
-                original(thread_self)
-            finally:
-                profile.disable()
+        async def call(thread_self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            if not owner.active:
+                return await original(thread_self, fn, *args, **kwargs)
 
-        cls._run = run
+            def profiled(conn: Any) -> Any:
+                owner.used = True
+                owner.profile.enable()
+                try:
+                    return fn(conn)
+                finally:
+                    owner.profile.disable()
+
+            return await original(thread_self, profiled, *args, **kwargs)
+
+        cls.call = call
 
         def undo() -> None:
-            cls._run = original
+            cls.call = original
 
         self._undo = undo
         return self
@@ -198,6 +211,28 @@ class _ThreadProfiles:
     def __exit__(self, *exc: object) -> None:
         if self._undo is not None:
             self._undo()
+
+
+class _Profiles:
+    """A CPU-time profile of the event loop and one of the SQLite thread, for one operation."""
+
+    def __init__(self, threads: _ThreadProfiles) -> None:
+        self.loop = cProfile.Profile(time.thread_time)
+        self.threads = threads
+
+    def enable(self) -> None:
+        self.threads.active = True
+        self.loop.enable()
+
+    def disable(self) -> None:
+        self.loop.disable()
+        self.threads.active = False
+
+    def rows(self, jobs: int) -> dict[str, list[list[str]]]:
+        out = {"event loop": profile_rows(self.loop, jobs)}
+        if self.threads.used:
+            out["SQLite connection thread"] = profile_rows(self.threads.profile, jobs)
+        return out
 
 
 def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, Any]:
@@ -218,11 +253,19 @@ def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, An
                 else:
                     fig = asyncio.run(process(factory, path, n_proc, 10, None))
             figures[kind].append(fig)
-    log(f"[stores] {name}: profiled processing round")
-    profile = cProfile.Profile(time.thread_time)
-    with tempfile.TemporaryDirectory(prefix="relaybus-bench-") as tmp, \
-            _ThreadProfiles() as thread_profiles:
-        asyncio.run(process(factory, Path(tmp), n_proc, 10, profile))
+    log(f"[stores] {name}: profiled runs (processing, batch enqueue)")
+    profiles: dict[str, dict[str, list[list[str]]]] = {}
+    with _ThreadProfiles() as thread_profiles:
+        with tempfile.TemporaryDirectory(prefix="relaybus-bench-") as tmp:
+            prof = _Profiles(thread_profiles)
+            asyncio.run(process(factory, Path(tmp), n_proc, 10, prof))
+            profiles["processing"] = prof.rows(n_proc)
+        with tempfile.TemporaryDirectory(prefix="relaybus-bench-") as tmp:
+            thread_profiles.profile = cProfile.Profile(time.thread_time)
+            thread_profiles.used = False
+            prof = _Profiles(thread_profiles)
+            asyncio.run(enqueue_batch(factory, Path(tmp), n_batch, 1000, prof))
+            profiles["batch enqueue (`dispatch_many`)"] = prof.rows(n_batch)
     threads: dict[str, list[float]] = {}
     for fig in figures["process"]:
         for key, value in (fig.threads or {}).items():
@@ -233,9 +276,7 @@ def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, An
         "jobs": {"single": n_single, "batch": n_batch, "process": n_proc},
         "rate": {k: Stat.of(f.rate for f in v).to_json() for k, v in figures.items()},
         "cpu_us": {k: Stat.of(f.cpu_us for f in v).to_json() for k, v in figures.items()},
-        "profile": profile_rows(profile, n_proc),
-        "thread_profile": [profile_rows(p, n_proc) for p in thread_profiles.profiles
-                           if p.getstats()][:1],
+        "profiles": profiles,
         "threads_cpu_us": {k: Stat.of(v).to_json() for k, v in threads.items()},
     }
 
@@ -303,25 +344,19 @@ def run(*, quick: bool) -> GroupResult:
         )
     )
     for res in results:
-        tables.append(
-            Table(
-                title=f"Profile: {res['store']} processing, event-loop thread "
-                      f"({res['jobs']['process']:,} jobs, one untimed run)",
-                headers=PROFILE_HEADERS,
-                rows=res["profile"],
-                notes=[PROFILE_NOTE],
-            )
-        )
-        for rows in res.get("thread_profile") or []:
-            tables.append(
-                Table(
-                    title=f"Profile: {res['store']} processing, SQLite connection thread",
-                    headers=PROFILE_HEADERS,
-                    rows=rows,
-                    notes=["Same run, the store's connection thread (profiled by wrapping its "
-                           "private `ConnectionThread._run`)."],
+        for operation, by_thread in res["profiles"].items():
+            for thread, rows in by_thread.items():
+                tables.append(
+                    Table(
+                        title=f"Profile: {res['store']} {operation}, {thread} "
+                              "(one untimed run)",
+                        headers=PROFILE_HEADERS,
+                        rows=rows,
+                        notes=[PROFILE_NOTE] if thread == "event loop" else [
+                            "The functions the store ran on its connection thread during the "
+                            "same run (profiled through its private `ConnectionThread.call`)."],
+                    )
                 )
-            )
     facts = machine_facts()
     facts["sqlite"] = sqlite3.sqlite_version
     facts["relaybus"] = package_version("relaybus")
