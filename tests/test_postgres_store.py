@@ -469,14 +469,19 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
             assert "relaybus_jobs_pkey" in plan, (name, plan)
 
 
-async def test_fetch_plan_holds_before_the_table_is_ever_analyzed(pg: PostgresStore) -> None:
-    """A burst of inserts into a table autovacuum has not analyzed yet: without statistics the
-    planner could sort the whole backlog on every fetch. The store's own sessions keep it on
-    the ordered index scan."""
-    for start in range(0, 30000, 1000):
-        await pg.insert_many([job(i) for i in range(start, start + 1000)])
+async def test_fetch_plan_made_on_an_empty_table_holds_for_a_backlog(pg: PostgresStore) -> None:
+    """A worker's connection plans the fetch once, typically on an empty queue, and keeps that
+    plan; then a burst of inserts lands before autovacuum analyzes the table. The plan must
+    still be the ordered index scan, not a scan plus a sort of the whole backlog per fetch."""
     async with pg.pool.borrow() as conn:
-        plan = await explain_generic(conn, pg._q["fetch"], ("default", 10, "n", 2, True, None))
+        await conn.execute(f"PREPARE early_fetch AS {pg._q['fetch']}")
+        await conn.execute("EXECUTE early_fetch('default', 10, 'n', 2, true, NULL)")  # cached
+        for start in range(0, 30000, 1000):
+            await pg.insert_many([job(i) for i in range(start, start + 1000)], conn=conn)
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) EXECUTE early_fetch('default', 10, 'n', 2, true, NULL)"
+        )
+        await conn.execute("DEALLOCATE early_fetch")
     nodes = plan_nodes(json.loads(plan))
     assert "relaybus_jobs_fetch_idx" in plan, plan
     assert not any(kind in ("Sort", "Bitmap Heap Scan", "Seq Scan") for kind, _ in nodes), plan

@@ -98,17 +98,20 @@ _TXN_RETRY: tuple[type[BaseException], ...] = (
 )
 #: Session settings of the store's own connections, which run nothing but the store's statements.
 #: Each hot statement is written for one index path (fetch: an ordered scan of the partial index
-#: of available jobs, stopped by LIMIT). Without statistics (a table not analyzed yet after a
-#: burst of inserts) the planner may estimate a handful of rows and prefer a bitmap scan plus a
-#: sort, which then sorts the whole backlog on every fetch; bitmap scans and sorts are therefore
-#: discouraged (still used where nothing else can answer). Plans are generic from the first run.
+#: of available jobs, stopped by LIMIT; completions: primary-key lookups). A prepared statement
+#: keeps the plan made at its first runs, often on an empty table, and statistics lag behind a
+#: burst of inserts: the planner would then pick a sequential or bitmap scan plus a sort, and
+#: sort the whole backlog on every fetch until the next ANALYZE. So sequential and bitmap scans
+#: are discouraged (still used where nothing else can answer: the admin ``stats``). Sorts stay
+#: allowed: discouraging them makes the planner walk whole indexes to get an order.
+#: Plans are generic from the first run.
 _SESSION = {
     "application_name": "relaybus",
     "jit": "off",
     "timezone": "UTC",
     "plan_cache_mode": "force_generic_plan",
+    "enable_seqscan": "off",
     "enable_bitmapscan": "off",
-    "enable_sort": "off",
 }
 _MAX_ROUNDS_EXTRA = 50  # unique-insert rounds lost to concurrent writers before giving up
 _LISTEN_PING = 10.0  # seconds between health checks of the LISTEN connection
