@@ -27,6 +27,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -137,13 +138,18 @@ class PostgresStore:
     """Jobs in PostgreSQL, shared by any number of worker processes (asyncpg).
 
     ``dsn_or_pool`` is a DSN (the store makes and closes its own pool of ``min_size`` to
-    ``max_size`` connections) or an ``asyncpg.Pool`` (used as is, never closed by the store).
+    ``max_size`` connections) or an ``asyncpg.Pool`` (used as is, never closed by the store;
+    best one dedicated to the store, made with ``server_settings=`` :attr:`server_settings`).
     Tables are ``{schema}.{prefix}jobs`` and friends; opening runs no DDL unless
     ``auto_migrate=True``: run ``await store.migrate()`` (or ``relaybus migrate``) once per
     schema. ``clock=None`` (the default) keeps time with the database's clock.
     """
 
     supports_notify = True
+    #: The session settings of the store's own connections (see ``_SESSION``). Give them to an
+    #: ``asyncpg.Pool`` that you dedicate to the store (``create_pool(...,
+    #: server_settings=dict(PostgresStore.server_settings))``) to get the same plans.
+    server_settings: Mapping[str, str] = MappingProxyType(_SESSION)
 
     def __init__(
         self,
@@ -233,7 +239,7 @@ class PostgresStore:
         try:
             return await asyncpg.connect(
                 self._dsn,
-                server_settings=_SESSION,
+                server_settings=dict(_SESSION),
             )
         except (
             OSError,
