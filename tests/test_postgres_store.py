@@ -1025,3 +1025,37 @@ async def test_finishing_while_another_holds_the_key_drops_the_state_bit(pg: Pos
     assert cancelled.state is S.CANCELLED
     [again] = await pg.insert_many([job(3, key=key, states=ever)])
     assert (again.id, again.outcome) == (holder.id, "duplicate")
+
+
+@pytest.mark.parametrize("then", ["fetch", "heartbeat"])
+async def test_a_claim_whose_answer_was_lost_is_given_back(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """The claim committed but the connection dropped before the answer arrived: the jobs are
+    running on a live node that never got them. The store gives them back (attempt refunded)
+    before the node's next fetch or heartbeat, and leaves the jobs it did hand out alone."""
+    ids = [r.id for r in await pg.insert_many([job(1), job(2), job(3)])]
+    [kept] = await pg.fetch(fetch(node="n", limit=1))
+    real = pg.pool.fetch
+
+    async def answer_lost(query: str, *args: Any) -> Any:
+        await real(query, *args)
+        raise asyncpg.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation"
+        )
+
+    monkeypatch.setattr(pg.pool, "fetch", answer_lost)
+    with pytest.raises(StoreError):
+        await pg.fetch(fetch(node="n", limit=10))
+    monkeypatch.undo()
+    assert (await pg.get(ids[1])).state is S.RUNNING  # type: ignore[union-attr]
+    if then == "heartbeat":
+        assert await pg.heartbeat(HeartbeatParams("n", 30, [(kept.id, kept.attempt)])) == []
+        for job_id in ids[1:]:
+            got = await pg.get(job_id)
+            assert got is not None and got.state is S.AVAILABLE and got.attempt == 0
+    again = await pg.fetch(fetch(node="n", limit=10))
+    assert sorted(c.id for c in again) == ids[1:]
+    assert all(c.attempt == 1 for c in again)
+    got = await pg.get(kept.id)
+    assert got is not None and got.state is S.RUNNING and got.attempt == 1

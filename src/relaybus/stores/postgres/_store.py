@@ -51,7 +51,7 @@ from ..._driver import (
 from ..._errors import ConfigurationError, JobNotFound, StoreClosed, StoreError, UniqueConflict
 from ..._options import bucket_key
 from ..._sql import load_migrations, load_queries, render
-from ..._types import Job, JobState
+from ..._types import Job, JobError, JobState
 from ..._validate import check_identifier
 from ._dsn import mask_dsn, mask_text
 from ._pool import LightPool
@@ -116,6 +116,9 @@ _SESSION = {
 }
 _MAX_ROUNDS_EXTRA = 50  # unique-insert rounds lost to concurrent writers before giving up
 _LISTEN_PING = 10.0  # seconds between health checks of the LISTEN connection
+#: Seconds a new connection may take (asyncpg's default is 60): a server that is restarting can
+#: accept a socket and answer late; the runtime retries sooner.
+_CONNECT_TIMEOUT = 10.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -201,6 +204,11 @@ class PostgresStore:
         self._q_fetch = q["fetch"]
         self._q_complete = q["complete_many"]
         self._listeners: set[_Listener] = set()
+        # Fetch answers lost with a dropped connection (see _release_orphans): the jobs handed
+        # to each node and not finished yet, fetches in flight, and nodes to check.
+        self._handed: dict[int, tuple[str, int]] = {}  # job id -> (node, attempt)
+        self._inflight: dict[str, int] = {}
+        self._suspect: set[str] = set()
 
     def __repr__(self) -> str:
         target = mask_dsn(self._dsn) if self._dsn is not None else "<asyncpg.Pool>"
@@ -239,6 +247,7 @@ class PostgresStore:
         try:
             return await asyncpg.connect(
                 self._dsn,
+                timeout=_CONNECT_TIMEOUT,
                 server_settings=dict(_SESSION),
             )
         except (
@@ -323,7 +332,9 @@ class PostgresStore:
                 raise self._migrate_failure(exc) from None
             return
         try:
-            conn = await asyncpg.connect(self._dsn, server_settings={"timezone": "UTC"})
+            conn = await asyncpg.connect(
+                self._dsn, timeout=_CONNECT_TIMEOUT, server_settings={"timezone": "UTC"}
+            )
         except Exception as exc:
             raise StoreError(f"cannot connect to migrate: {self._describe(exc)}") from None
         try:
@@ -528,6 +539,10 @@ class PostgresStore:
 
     async def fetch(self, params: FetchParams) -> list[Claimed]:
         pool = self._check_open()
+        node = params.node
+        if node in self._suspect and not self._inflight.get(node):
+            await self._release_orphans(node)
+        self._inflight[node] = self._inflight.get(node, 0) + 1
         try:
             rows = await pool.fetch(
                 self._q_fetch,
@@ -539,7 +554,16 @@ class PostgresStore:
                 self._now(),
             )
         except _WRAPPED as exc:
+            self._suspect.add(node)  # the claim may have committed without an answer
             raise self._failure(exc) from exc
+        except BaseException:
+            self._suspect.add(node)
+            raise
+        finally:
+            self._inflight[node] -= 1
+        handed = self._handed
+        for r in rows:
+            handed[r[0]] = (node, r[5])
         claimed = [
             Claimed(
                 id=r[0],
@@ -573,16 +597,17 @@ class PostgresStore:
                 [c.id for c in completions],
                 [c.attempt for c in completions],
                 [c.kind for c in completions],
-                [
-                    None if c.error is None else _encode.encode(error_to_builtins(c.error)).decode()
-                    for c in completions
-                ],
+                [_error_text(c.error) for c in completions],
                 [float(c.delay) for c in completions],
                 self._channel,
                 _RUNNING,
             )
         except _WRAPPED as exc:
             raise self._failure(exc) from exc
+        handed = self._handed
+        for c in completions:
+            if handed.get(c.id, (None, None))[1] == c.attempt:
+                del handed[c.id]
         ids = row[0]
         if ids is None:
             return []
@@ -594,6 +619,8 @@ class PostgresStore:
     # --------------------------------------------------------------------- nodes and maintenance
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:
         pool = self._check_open()
+        if params.node in self._suspect and not self._inflight.get(params.node):
+            await self._release_orphans(params.node)
         try:
             rows = await pool.fetch(
                 self._q["heartbeat"],
@@ -606,10 +633,44 @@ class PostgresStore:
             )
         except _WRAPPED as exc:
             raise self._failure(exc) from exc
-        return [r[0] for r in rows]
+        lost = [r[0] for r in rows]
+        if lost:
+            attempts = dict(params.running)
+            for job_id in lost:
+                if self._handed.get(job_id) == (params.node, attempts.get(job_id)):
+                    del self._handed[job_id]
+        return lost
+
+    async def _release_orphans(self, node: str) -> int:
+        """Return to ``available`` the jobs ``node`` claimed in fetches whose answer was lost.
+
+        A fetch that failed with the connection (or was cancelled) may have committed its claim:
+        those jobs are ``running`` on a live node that never got them, and neither the node nor
+        the rescuer would ever finish them. The store knows every job it handed to the node and
+        that was not finished since; once no fetch of the node is in flight, any other job
+        running there is such an orphan. Called before the node's next fetch or heartbeat.
+        """
+        handed = [job_id for job_id, (owner, _) in self._handed.items() if owner == node]
+        try:
+            released = await self._check_open().fetchval(
+                self._q["release_orphans"], node, handed, self._channel
+            )
+        except _WRAPPED as exc:
+            raise self._failure(exc) from exc
+        self._suspect.discard(node)
+        if released:
+            _logger.warning(
+                "returned %d job(s) claimed by node %s in a fetch whose answer was lost",
+                released,
+                node,
+            )
+        return int(released)
 
     async def release_node(self, node: str) -> None:
         pool = self._check_open()
+        self._suspect.discard(node)
+        for job_id in [j for j, (owner, _) in self._handed.items() if owner == node]:
+            del self._handed[job_id]
         try:
             await pool.execute(self._q["release_node"], node)
         except _WRAPPED as exc:
@@ -684,7 +745,9 @@ class PostgresStore:
         user's pool; and how to give it back."""
         if self._dsn is not None:
             conn = await asyncpg.connect(
-                self._dsn, server_settings={"application_name": "relaybus-listen"}
+                self._dsn,
+                timeout=_CONNECT_TIMEOUT,
+                server_settings={"application_name": "relaybus-listen"},
             )
 
             async def close() -> None:
@@ -997,3 +1060,8 @@ class _Listener:
                         await asyncio.shield(self._give_back(conn, release))
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 5.0)
+
+
+def _error_text(error: JobError | None) -> str | None:
+    """A job error as the JSON object the queries append to ``errors``."""
+    return None if error is None else _encode.encode(error_to_builtins(error)).decode()

@@ -360,6 +360,27 @@ notified AS (
 )
 SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM upd;
 
+-- name: release_orphans
+-- Jobs node $1 claimed in a fetch whose answer never reached it (the connection dropped after
+-- the claim committed): running there, yet never handed to the node, so nothing would ever run
+-- or finish them while the node stays alive. Back to available with the attempt refunded (they
+-- never ran), keeping their place in line. $2 the ids the node was handed and has not finished,
+-- $3 channel.
+WITH orphans AS MATERIALIZED (
+    SELECT id FROM /*schema*/./*prefix*/jobs
+    WHERE state = 'running' AND attempted_by = $1::text AND NOT (id = ANY ($2::bigint[]))
+    FOR UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET state = 'available', attempt = j.attempt - 1
+    WHERE j.id = ANY (ARRAY(SELECT id FROM orphans)) AND j.state = 'running'
+    RETURNING j.id, j.queue
+)
+SELECT count(*) AS released, (
+    SELECT count(pg_notify($3::text, q.queue)) FROM (SELECT DISTINCT queue FROM upd) q
+) AS notified
+FROM upd;
+
 -- ------------------------------------------------------------------------ nodes and maintenance
 
 -- name: heartbeat
