@@ -1059,3 +1059,12 @@ async def test_a_claim_whose_answer_was_lost_is_given_back(
     assert all(c.attempt == 1 for c in again)
     got = await pg.get(kept.id)
     assert got is not None and got.state is S.RUNNING and got.attempt == 1
+
+
+async def test_fetch_with_limit_zero_claims_nothing(pg: PostgresStore, admin: Any) -> None:
+    [r] = await pg.insert_many([job(1)])
+    await admin.execute(f'UPDATE "{pg.schema}".relaybus_jobs SET rescues = 2 WHERE id = $1', r.id)
+    assert await pg.fetch(fetch(limit=0, idle=True)) == []
+    assert await pg.fetch(fetch(limit=0, idle=False)) == []
+    got = await pg.get(r.id)
+    assert got is not None and got.state is S.AVAILABLE

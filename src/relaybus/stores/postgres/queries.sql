@@ -289,7 +289,7 @@ ORDER BY i.ord;
 -- $6 now.
 WITH head AS MATERIALIZED (
     SELECT id, rescues FROM /*schema*/./*prefix*/jobs
-    WHERE state = 'available' AND queue = $1::text AND $5::boolean
+    WHERE state = 'available' AND queue = $1::text AND $5::boolean AND $2::integer > 0
     ORDER BY priority, scheduled_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
