@@ -79,6 +79,10 @@ class FetchParams:
 
     Jobs rescued ``isolate_after`` times or more run alone: only when ``idle`` is true, and then
     the store returns that one job and nothing else.
+
+    ``complete``: completions to apply first, in the same transaction and fenced exactly as
+    ``complete_many`` (a node finishes its last runs and claims the next ones in one round
+    trip). They are applied even when ``limit`` is 0.
     """
 
     queue: str
@@ -86,6 +90,7 @@ class FetchParams:
     node: str
     isolate_after: int
     idle: bool
+    complete: Sequence[Completion] = ()
 
 
 class Claimed(msgspec.Struct):

@@ -107,9 +107,17 @@ class Producer:
         async with node.fetch_lock:  # one fetch at a time per node: isolation stays exact
             if self._stopping or node.isolated:
                 return 0
-            jobs = await self._store.fetch(
-                FetchParams(self.queue, wanted, node.id, node.isolate_after, not node.runs)
-            )
+            carried = self._completer.take()  # finish the last runs in the same statement
+            try:
+                jobs = await self._store.fetch(
+                    FetchParams(
+                        self.queue, wanted, node.id, node.isolate_after, not node.runs, carried
+                    )
+                )
+            except BaseException:
+                self._completer.restore(carried)
+                raise
+            self._completer.settle(carried)
             if jobs:
                 for job in jobs:
                     if job.rescues >= node.isolate_after:

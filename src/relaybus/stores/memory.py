@@ -243,10 +243,12 @@ class MemoryStore:
 
     async def fetch(self, params: FetchParams) -> list[Claimed]:
         self._check_open()
+        now = self.clock.now()
+        if params.complete:
+            self._complete(params.complete, now)
         heap = self._available.get(params.queue)
         if not heap:
             return []
-        now = self.clock.now()
         claimed: list[Claimed] = []
         deferred: list[tuple[int, datetime, int]] = []
         jobs = self._jobs
@@ -296,7 +298,9 @@ class MemoryStore:
 
     async def complete_many(self, completions: Sequence[Completion]) -> list[int]:
         self._check_open()
-        now = self.clock.now()
+        return self._complete(completions, self.clock.now())
+
+    def _complete(self, completions: Sequence[Completion], now: datetime) -> list[int]:
         applied: list[int] = []
         jobs = self._jobs
         for done in completions:

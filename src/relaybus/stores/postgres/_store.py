@@ -203,6 +203,7 @@ class PostgresStore:
         self._q_insert_unique_one = q["insert_unique_one"]
         self._q_fetch = q["fetch"]
         self._q_complete = q["complete_many"]
+        self._q_complete_fetch = q["complete_and_fetch"]
         self._listeners: set[_Listener] = set()
         # Fetch answers lost with a dropped connection (see _release_orphans): the jobs handed
         # to each node and not finished yet, fetches in flight, and nodes to check.
@@ -544,15 +545,34 @@ class PostgresStore:
             await self._release_orphans(node)
         self._inflight[node] = self._inflight.get(node, 0) + 1
         try:
-            rows = await pool.fetch(
-                self._q_fetch,
-                params.queue,
-                params.limit,
-                params.node,
-                params.isolate_after,
-                params.idle,
-                self._now(),
-            )
+            if params.complete:  # finish the last runs and claim the next: one statement
+                done = params.complete
+                rows = await pool.fetch(
+                    self._q_complete_fetch,
+                    params.queue,
+                    params.limit,
+                    params.node,
+                    params.isolate_after,
+                    params.idle,
+                    self._now(),
+                    [c.id for c in done],
+                    [c.attempt for c in done],
+                    [c.kind for c in done],
+                    [_error_text(c.error) for c in done],
+                    [float(c.delay) for c in done],
+                    self._channel,
+                    _RUNNING,
+                )
+            else:
+                rows = await pool.fetch(
+                    self._q_fetch,
+                    params.queue,
+                    params.limit,
+                    params.node,
+                    params.isolate_after,
+                    params.idle,
+                    self._now(),
+                )
         except _WRAPPED as exc:
             self._suspect.add(node)  # the claim may have committed without an answer
             raise self._failure(exc) from exc
@@ -562,6 +582,9 @@ class PostgresStore:
         finally:
             self._inflight[node] -= 1
         handed = self._handed
+        for c in params.complete:
+            if handed.get(c.id, (None, None))[1] == c.attempt:
+                del handed[c.id]
         for r in rows:
             handed[r[0]] = (node, r[5])
         claimed = [

@@ -360,6 +360,75 @@ notified AS (
 )
 SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM upd;
 
+-- name: complete_and_fetch
+-- complete_many and fetch in one statement (one round trip, one commit per cycle of a node).
+-- $1 queue, $2 limit, $3 node, $4 isolate_after, $5 idle, $6 now; $7 ids, $8 attempts, $9 kinds,
+-- $10 errors, $11 delays, $12 channel, $13 'running'. The completions touch only running rows
+-- and the claim only available rows, so no row is modified twice; both see one snapshot.
+WITH upd AS (
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        state = CASE c.kind
+            WHEN 'completed' THEN 'completed'
+            WHEN 'cancel' THEN 'cancelled'
+            WHEN 'discard' THEN 'discarded'
+            ELSE CASE
+                WHEN c.delay <= 0 THEN 'available'
+                WHEN c.kind = 'retry' THEN 'retryable'
+                ELSE 'scheduled'
+            END
+        END,
+        attempt = CASE WHEN c.kind IN ('snooze', 'return') THEN j.attempt - 1 ELSE j.attempt END,
+        scheduled_at = CASE
+            WHEN c.kind IN ('retry', 'snooze', 'return')
+                THEN coalesce($6::timestamptz, now()) + make_interval(secs => c.delay)
+            ELSE j.scheduled_at
+        END,
+        finalized_at = CASE
+            WHEN c.kind IN ('completed', 'cancel', 'discard') THEN coalesce($6::timestamptz, now())
+        END,
+        errors = CASE
+            WHEN c.error IS NULL OR c.kind = 'completed' THEN j.errors
+            ELSE j.errors || jsonb_build_array(c.error::jsonb)
+        END
+    FROM unnest($7::bigint[], $8::integer[], $9::text[], $10::text[], $11::float8[])
+        AS c(id, attempt, kind, error, delay)
+    WHERE j.id = ANY ($7::bigint[]) AND j.id = c.id
+        AND j.state = $13::text AND j.attempt = c.attempt
+    RETURNING j.id, j.state, j.queue
+),
+notified AS (
+    SELECT count(pg_notify($12::text, q.queue)) AS n
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+),
+head AS MATERIALIZED (
+    SELECT id, rescues FROM /*schema*/./*prefix*/jobs
+    WHERE state = 'available' AND queue = $1::text AND $5::boolean AND $2::integer > 0
+    ORDER BY priority, scheduled_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+),
+rest AS MATERIALIZED (
+    SELECT id FROM /*schema*/./*prefix*/jobs
+    WHERE state = 'available' AND queue = $1::text AND rescues < $4::integer
+        AND NOT EXISTS (SELECT 1 FROM head WHERE head.rescues >= $4::integer)
+    ORDER BY priority, scheduled_at, id
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE /*schema*/./*prefix*/jobs j SET
+    state = 'running',
+    attempt = j.attempt + 1,
+    attempted_at = coalesce($6::timestamptz, now()),
+    attempted_by = $3::text
+FROM notified
+WHERE j.id = ANY (ARRAY(
+    SELECT id FROM head WHERE rescues >= $4::integer
+    UNION ALL
+    SELECT id FROM rest
+)) AND notified.n >= 0
+RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
+    j.payload, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
+
 -- name: release_orphans
 -- Jobs node $1 claimed in a fetch whose answer never reached it (the connection dropped after
 -- the claim committed): running there, yet never handed to the node, so nothing would ever run

@@ -302,6 +302,9 @@ class SQLiteStore:
 
     async def fetch(self, params: FetchParams) -> list[Claimed]:
         thread = self._opened()
+        if params.complete:  # finish the last runs and claim the next ones in one transaction
+            both = self._transaction(self._complete_and_fetch_tx, params, self.clock.now())
+            return await self._call(thread, both, orphan=self._unclaim)
         if params.limit <= 0:
             return []
         claim = self._transaction(self._fetch_tx, params, self.clock.now().timestamp())
@@ -312,6 +315,12 @@ class SQLiteStore:
             return claim(conn) if conn.execute(peek, args).fetchone() else []
 
         return await self._call(thread, fetch, orphan=self._unclaim)
+
+    def _complete_and_fetch_tx(
+        self, conn: sqlite3.Connection, params: FetchParams, now: datetime
+    ) -> list[Claimed]:
+        self._complete_tx(conn, params.complete, now)
+        return self._fetch_tx(conn, params, now.timestamp()) if params.limit > 0 else []
 
     def _fetch_tx(self, conn: sqlite3.Connection, params: FetchParams, now: float) -> list[Claimed]:
         args = {
