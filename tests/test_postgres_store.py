@@ -415,6 +415,21 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
             "c",
             "running",
         ),
+        "complete_and_fetch": (
+            "default",
+            10,
+            "n",
+            2,
+            False,
+            None,
+            ids,
+            [1] * 10,
+            ["completed"] * 10,
+            [None] * 10,
+            [0.0] * 10,
+            "c",
+            "running",
+        ),
         "heartbeat": (None, "n", 30.0, ids, [1] * 10, "running"),
         "stage": (None, 1000, "c"),
         "rescue": (None, 5.0, 3, 1000),
@@ -464,6 +479,9 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
         plan = await explain_generic(admin, pg._q[name], args)
         nodes = plan_nodes(json.loads(plan))
         assert ("Seq Scan", "relaybus_jobs") not in nodes, (name, plan)
+        if name == "complete_and_fetch":  # the claim half still walks the fetch index
+            assert "relaybus_jobs_fetch_idx" in plan, (name, plan)
+            assert not any(kind == "Sort" for kind, _ in nodes), (name, plan)
         if name in ("complete_many", "heartbeat"):  # by primary key, whatever the statistics
             assert "relaybus_jobs_running_idx" not in plan, (name, plan)
             assert "relaybus_jobs_pkey" in plan, (name, plan)
