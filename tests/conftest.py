@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -8,9 +9,15 @@ from typing import Any
 import pytest
 
 from relaybus.testing import FakeClock
-from tests.stores import STORE_FACTORIES
+from tests.stores import STORE_FACTORIES, drop_test_schemas
 
 START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_test_schemas() -> Iterator[None]:
+    yield
+    asyncio.run(drop_test_schemas())
 
 
 @pytest.fixture

@@ -45,28 +45,68 @@ async def sqlite_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
         await store.close()  # idempotent: in case a test left it open
 
 
+class SchemaPool:
+    """Migrated PostgreSQL schemas, reused across tests: a test gets an empty one (truncated,
+    ids restarted) instead of paying for CREATE SCHEMA + migrations + DROP each time."""
+
+    def __init__(self) -> None:
+        self.free: list[str] = []
+        self.made: list[str] = []
+
+
+SCHEMAS = SchemaPool()  # test-session state only; dropped by tests/conftest.py at the end
+
+
 @asynccontextmanager
 async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
-    """A PostgresStore in a fresh schema of its own (dropped afterwards), migrated on open."""
+    """A PostgresStore in an empty schema of its own, migrated."""
     import asyncpg
 
     from relaybus.stores.postgres import PostgresStore
 
-    schema = f"t_{uuid.uuid4().hex[:16]}"
     try:
         admin = await asyncpg.connect(PG_DSN, timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         server_missing("PostgreSQL", exc)
         raise  # unreachable: server_missing skips or fails
+    schema = SCHEMAS.free.pop() if SCHEMAS.free else None
+    if schema is None:
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        SCHEMAS.made.append(schema)
     store = PostgresStore(PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=1)
+    clean = False
     try:
         yield store
+        clean = True
     finally:
         await store.close()  # idempotent: in case a test left it open
         try:
-            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            if clean:
+                await admin.execute(
+                    f'TRUNCATE "{schema}".relaybus_jobs, "{schema}".relaybus_nodes, '
+                    f'"{schema}".relaybus_leader RESTART IDENTITY'
+                )
+                SCHEMAS.free.append(schema)
+            else:  # a failed test may have left anything behind: start over next time
+                await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                SCHEMAS.made.remove(schema)
         finally:
             await admin.close()
+
+
+async def drop_test_schemas() -> None:
+    import asyncpg
+
+    if not SCHEMAS.made:
+        return
+    admin = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        for schema in SCHEMAS.made:
+            await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await admin.close()
+    SCHEMAS.made.clear()
+    SCHEMAS.free.clear()
 
 
 STORE_FACTORIES: dict[str, Callable[[Clock, Path], AbstractAsyncContextManager[Any]]] = {
