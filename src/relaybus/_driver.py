@@ -225,8 +225,11 @@ class Driver(Protocol):
     async def prune(self, params: PruneParams) -> int: ...
 
     async def subscribe(self, on_insert: Callable[[str], None]) -> Callable[[], Any] | None:
-        """Call ``on_insert(queue)`` when another process inserts; return an unsubscribe
-        coroutine function, or None when the store cannot push (callers poll)."""
+        """Call ``on_insert(queue)`` whenever a job of ``queue`` becomes available in any
+        process (insert, stage, a retry or snooze due now, admin retry), at most once per queue
+        per transaction; after a lost connection, announce every queue once, since anything may
+        have changed. Return an unsubscribe coroutine function, or None when the store cannot
+        push (callers then poll)."""
         ...
 
     # -- admin
