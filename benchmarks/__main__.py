@@ -37,6 +37,18 @@ def _runner(name: str) -> Callable[..., GroupResult]:
     raise SystemExit(f"unknown group {name!r}; choose from {', '.join(GROUPS)}")
 
 
+def _revision() -> str:
+    """The git commit measured, marked when the work tree had uncommitted changes in src/."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (with uncommitted changes in src/)" if dirty else head
+
+
 def install() -> None:
     """Install the benchmark dependencies into this interpreter's environment."""
     req = ROOT / "benchmarks" / "requirements.txt"
@@ -134,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["systems"] = [s.strip() for s in args.systems.split(",") if s.strip()]
         result = runner(**kwargs)
         result.seconds = time.monotonic() - started
+        result.facts["relaybus revision"] = _revision()
         result.facts["load average (1, 5, 15 min)"] = (
             f"before {load_before}, after {load_average()}"
         )

@@ -847,7 +847,13 @@ def _notes(data: dict[str, Any], measured: list[str]) -> list[str]:
         f"processing run), processing {plan['process_n']:,} pre-enqueued no-op jobs, latency "
         f"{plan['latency_rate']:.0f} jobs/s for {plan['latency_s']:.0f} s with an idle worker.",
         f"† not finished {plan['process_deadline']:.0f} s after its first job: the rate is the "
-        "jobs completed (visible in the database) in that window, out of the full backlog.",
+        "jobs completed (visible in the database) in that window, i.e. with most of the "
+        f"{plan['process_n']:,}-job backlog still queued. A system whose cost per job grows with "
+        "the backlog looks slower here than averaged over a full drain (as in the reference "
+        "table of shared/reference/peers-performance.md).",
+        "Latency: when a system cannot sustain the rate (the producer's achieved rate is below "
+        f"{plan['latency_rate']:.0f}/s, or jobs queue up), its percentiles measure a growing "
+        "queue, not wake-up latency.",
     ]
     for system, reason in data.get("skipped", {}).items():
         notes.append(f"**{system} not measured**: {reason}.")
