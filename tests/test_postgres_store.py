@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from relaybus._driver import (
@@ -209,6 +210,60 @@ async def test_batch_of_1000_is_one_statement(pg: PostgresStore) -> None:
     assert len(result) == 1000 and len(unique) == 1000
     assert len(calls) == 2, calls
     assert {r.outcome for r in unique} == {"inserted"}
+
+
+async def test_plain_batches_with_shared_and_mixed_columns(
+    pg: PostgresStore, clock: FakeClock, admin: Any
+) -> None:
+    """A plain batch sends a column the jobs share as one value and a mixed one as an array:
+    every combination stores the same jobs as the memory store."""
+    mem = MemoryStore(clock=clock)
+    await mem.open()
+    rng = random.Random(11)
+    for _ in range(30):
+        columns = ("handler", "queue", "priority", "delay", "at", "max", "meta", "timeout")
+        mixed = {c for c in columns if rng.random() < 0.5}
+        batch = []
+        for _ in range(rng.randint(2, 6)):
+            new = job(
+                rng.randint(0, 99),
+                queue=rng.choice(["a", "b"]) if "queue" in mixed else "a",
+                priority=rng.randint(0, 9) if "priority" in mixed else 3,
+                delay=rng.choice([None, 0, 30]) if "delay" in mixed else 15,
+                at=START + timedelta(seconds=rng.choice([-5, 20]))
+                if "at" in mixed and rng.random() < 0.5
+                else None,
+                max_attempts=rng.randint(1, 9) if "max" in mixed else 4,
+                meta={"m": rng.randint(0, 3)} if "meta" in mixed else {"m": "same"},
+            )
+            batch.append(
+                msgspec.structs.replace(
+                    new,
+                    handler=rng.choice(["h1", "h2"]) if "handler" in mixed else "h",
+                    event=rng.choice(["e1", "e2"]) if "handler" in mixed else "e",
+                    timeout=rng.choice([None, 5.0]) if "timeout" in mixed else None,
+                )
+            )
+        got = await pg.insert_many(batch)
+        want = await mem.insert_many(batch)
+        assert [g.id for g in got] == sorted(g.id for g in got)
+        for new, g, w in zip(batch, got, want, strict=True):
+            a, b = await mem.get(w.id), await pg.get(g.id)
+            assert a is not None and b is not None
+            assert (a.state, a.queue, a.priority, a.payload, a.meta, a.max_attempts) == (
+                b.state,
+                b.queue,
+                b.priority,
+                b.payload,
+                b.meta,
+                b.max_attempts,
+            )
+            assert (a.handler, a.event) == (b.handler, b.event)
+            assert a.scheduled_at == b.scheduled_at
+            timeout = await admin.fetchval(
+                f'SELECT timeout FROM "{pg.schema}".relaybus_jobs WHERE id = $1', g.id
+            )
+            assert timeout == new.timeout
 
 
 async def test_matches_memory_store_on_random_batches(pg: PostgresStore, clock: FakeClock) -> None:

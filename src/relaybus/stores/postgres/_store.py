@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import operator
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -412,19 +413,21 @@ class PostgresStore:
                 self._channel,
             )
             return [Inserted(row[0], "inserted")]
+        metas, meta = _column(jobs, _get_meta)
         row = await target.fetchrow(
             self._q_insert_plain,
             now,
-            [j.handler for j in jobs],
-            [j.event for j in jobs],
-            [j.queue for j in jobs],
-            [j.priority for j in jobs],
-            [j.max_attempts for j in jobs],
             [j.payload.decode() for j in jobs],
-            [j.meta.decode() for j in jobs],
-            [j.timeout for j in jobs],
-            [j.delay for j in jobs],
-            [j.at for j in jobs],
+            *_column(jobs, _get_handler),
+            *_column(jobs, _get_event),
+            *_column(jobs, _get_queue),
+            *_column(jobs, _get_priority),
+            *_column(jobs, _get_max_attempts),
+            None if metas is None else [m.decode() for m in metas],
+            None if meta is None else meta.decode(),
+            *_column(jobs, _get_timeout),
+            *_column(jobs, _get_delay),
+            *_column(jobs, _get_at),
             self._channel,
         )
         ids = row[0]
@@ -962,6 +965,28 @@ class _UniqueRun:
                 self.store._channel,
             )
         )
+
+
+_get_handler = operator.attrgetter("handler")
+_get_event = operator.attrgetter("event")
+_get_queue = operator.attrgetter("queue")
+_get_priority = operator.attrgetter("priority")
+_get_max_attempts = operator.attrgetter("max_attempts")
+_get_meta = operator.attrgetter("meta")
+_get_timeout = operator.attrgetter("timeout")
+_get_delay = operator.attrgetter("delay")
+_get_at = operator.attrgetter("at")
+
+
+def _column(jobs: Sequence[NewJob], get: Callable[[NewJob], Any]) -> tuple[list[Any] | None, Any]:
+    """One column of insert_plain: ``(values, None)``, or ``(None, value)`` when every job has
+    the same value (a batch of one event type mostly does: then only the payloads go as an
+    array, which asyncpg encodes element by element)."""
+    values = list(map(get, jobs))
+    first = values[0]
+    if values.count(first) == len(values):
+        return None, first
+    return values, None
 
 
 def _mask_for(replace: Mapping[JobState, tuple[str, ...]], state: JobState) -> int:

@@ -45,8 +45,11 @@ RETURNING id, CASE WHEN state = 'available' THEN pg_notify($12::text, queue) END
 
 -- name: insert_plain
 -- Jobs without unique keys: one INSERT ... SELECT FROM unnest; ids in input order.
--- $1 now, $2 handlers, $3 events, $4 queues, $5 priorities, $6 max_attempts, $7 payloads,
--- $8 metas, $9 timeouts, $10 delays, $11 ats, $12 channel.
+-- $1 now, $2 payloads; then each other column twice: as an array (one value per job) or, when
+-- every job has the same value, NULL and that value alone (the client then neither builds nor
+-- encodes an array, and unnest pads the missing column with NULLs):
+-- $3/$4 handler, $5/$6 event, $7/$8 queue, $9/$10 priority, $11/$12 max_attempts,
+-- $13/$14 meta, $15/$16 timeout, $17/$18 delay, $19/$20 at; $21 channel.
 WITH n AS (
     SELECT coalesce($1::timestamptz, now()) AS now
 ),
@@ -59,20 +62,31 @@ ins AS (
         CASE WHEN i.sched > i.now THEN 'scheduled' ELSE 'available' END,
         i.max_attempts, i.payload, i.meta::jsonb, i.now, i.sched, i.timeout
     FROM (
-        SELECT u.*, n.now,
-            coalesce(u.at, n.now + make_interval(secs => u.delay), n.now) AS sched
+        SELECT u.payload, n.now,
+            coalesce(u.handler, $4::text) AS handler,
+            coalesce(u.event, $6::text) AS event,
+            coalesce(u.queue, $8::text) AS queue,
+            coalesce(u.priority, $10::smallint) AS priority,
+            coalesce(u.max_attempts, $12::integer) AS max_attempts,
+            coalesce(u.meta, $14::text) AS meta,
+            coalesce(u.timeout, $16::float8) AS timeout,
+            coalesce(
+                coalesce(u.at, $20::timestamptz),
+                n.now + make_interval(secs => coalesce(u.delay, $18::float8)),
+                n.now
+            ) AS sched
         FROM n, unnest(
-            $2::text[], $3::text[], $4::text[], $5::smallint[], $6::integer[], $7::text[],
-            $8::text[], $9::float8[], $10::float8[], $11::timestamptz[]
+            $2::text[], $3::text[], $5::text[], $7::text[], $9::smallint[], $11::integer[],
+            $13::text[], $15::float8[], $17::float8[], $19::timestamptz[]
         ) WITH ORDINALITY AS u(
-            handler, event, queue, priority, max_attempts, payload, meta, timeout, delay, at, ord
+            payload, handler, event, queue, priority, max_attempts, meta, timeout, delay, at, ord
         )
         ORDER BY u.ord
     ) i
     RETURNING id, state, queue
 ),
 notified AS (
-    SELECT pg_notify($12::text, q.queue)
+    SELECT pg_notify($21::text, q.queue)
     FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
 )
 SELECT array_agg(id ORDER BY id) AS ids, (SELECT count(*) FROM notified) AS notified
