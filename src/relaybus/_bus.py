@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
@@ -16,7 +16,7 @@ from ._driver import Driver, NewJob
 from ._errors import ConfigurationError, DispatchError, PayloadTooLarge
 from ._handlers import HandlerFunc, InlineSpec, JobSpec, Registry, check_priority
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._types import DispatchResult, InsertResult
+from ._types import DispatchResult, InsertResult, JobState
 from ._validate import check_name, optional_seconds
 from .stores.memory import MemoryStore
 
@@ -39,13 +39,42 @@ _EMPTY_META = b"{}"
 class _Plan:
     """What one dispatch of an event class does; cached per class and registry version."""
 
-    __slots__ = ("codec", "inline", "jobs", "version")
+    __slots__ = ("codec", "inline", "jobs", "templates", "version")
 
     def __init__(self, registry: Registry, cls: type) -> None:
         self.codec = registry.codec(cls)
         self.inline: list[InlineSpec] = list(registry.inline.get(cls, ()))
         self.jobs: list[JobSpec] = list(registry.jobs.get(cls, ()))
+        # Per job handler, what every NewJob for it shares (built once, not per dispatch).
+        self.templates: list[_Template] = [
+            (
+                spec.name,
+                spec.queue,
+                spec.priority,
+                spec.max_attempts,
+                spec.timeout,
+                spec.unique,
+                spec.unique.period_seconds if spec.unique is not None else None,
+                spec.unique.mask if spec.unique is not None else 0,
+                spec.replace.as_map() if spec.replace is not None else {},
+            )
+            for spec in self.jobs
+        ]
         self.version = registry.version
+
+
+#: name, queue, priority, max_attempts, timeout, unique, unique period, unique mask, replace.
+_Template = tuple[
+    str,
+    str,
+    int,
+    int,
+    "float | None",
+    "Unique | None",
+    "float | None",
+    int,
+    "Mapping[JobState, tuple[str, ...]]",
+]
 
 
 class Bus(Generic[S]):
@@ -348,50 +377,55 @@ class Bus(Generic[S]):
     ) -> None:
         delay_s = optional_seconds("delay", delay)
         meta_json = _encode_meta(meta) if meta else _EMPTY_META
+        max_bytes = self.max_payload_bytes
         new_jobs: list[NewJob] = []
-        owners: list[tuple[int, JobSpec]] = []
+        owners: list[int] = []  # index of each new job's event
         for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
-            if not plan.jobs:
+            if not plan.templates:
                 continue
-            payload = plan.codec.encode(event)
-            if len(payload) > self.max_payload_bytes:
+            codec = plan.codec
+            payload = codec.encode(event)
+            if len(payload) > max_bytes:
                 raise PayloadTooLarge(
-                    f"event {plan.codec.name!r} encodes to {len(payload)} bytes, over the bus's "
-                    f"max_payload_bytes of {self.max_payload_bytes}"
+                    f"event {codec.name!r} encodes to {len(payload)} bytes, over the bus's "
+                    f"max_payload_bytes of {max_bytes}"
                 )
             builtins: Any = None
-            for spec in plan.jobs:
-                job_queue = queue or spec.queue
-                unique = spec.unique
+            for template in plan.templates:
+                name, spec_queue, spec_priority, attempts, timeout, unique, period, mask, rep = (
+                    template
+                )
+                job_queue = queue or spec_queue
                 key = None
                 if unique is not None:
                     if builtins is None:
                         builtins = msgspec.json.decode(payload)
-                    key = unique.base_key(spec.name, job_queue, builtins, meta)
+                    key = unique.base_key(name, job_queue, builtins, meta)
                 new_jobs.append(
                     NewJob(
-                        handler=spec.name,
-                        event=plan.codec.name,
-                        queue=job_queue,
-                        priority=spec.priority if priority is None else priority,
-                        max_attempts=spec.max_attempts,
-                        payload=payload,
-                        meta=meta_json,
-                        timeout=spec.timeout,
-                        delay=delay_s,
-                        at=at,
-                        unique_key=key,
-                        unique_period=unique.period_seconds if unique is not None else None,
-                        unique_states=unique.mask if unique is not None else 0,
-                        replace=spec.replace.as_map() if spec.replace is not None else {},
+                        name,
+                        codec.name,
+                        job_queue,
+                        spec_priority if priority is None else priority,
+                        attempts,
+                        payload,
+                        meta_json,
+                        timeout,
+                        delay_s,
+                        at,
+                        key,
+                        period,
+                        mask,
+                        rep,
                     )
                 )
-                owners.append((index, spec))
+                owners.append(index)
         inserted = await self.store.insert_many(new_jobs, conn)
         woken: set[str] = set()
-        for (index, spec), row, new in zip(owners, inserted, new_jobs, strict=True):
-            results[index].jobs.append(InsertResult(row.id, spec.name, row.outcome))
-            if row.outcome != "duplicate":
+        for index, row, new in zip(owners, inserted, new_jobs, strict=True):
+            outcome = row.outcome
+            results[index].jobs.append(InsertResult(row.id, new.handler, outcome))
+            if outcome != "duplicate":
                 woken.add(new.queue)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:
