@@ -36,7 +36,7 @@ class Producer:
         executor: Executor,
         completer: Completer,
         poll_interval: float,
-        on_idle: Callable[[], None],
+        on_idle: Callable[[bool], None],
         logger: logging.Logger,
     ) -> None:
         self.queue = queue
@@ -56,6 +56,9 @@ class Producer:
         self._idle_slots = 0
         self._stopping = False
         self.slots: list[asyncio.Task[None]] = []
+        # The last fetch ran while the node was busy and came back short: a poison suspect
+        # (which runs only on an idle node) may have been passed over.
+        self.retry_when_idle = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -118,6 +121,7 @@ class Producer:
                 self._completer.restore(carried)
                 raise
             self._completer.settle(carried)
+            self.retry_when_idle = bool(node.runs) and len(jobs) < wanted
             if jobs:
                 for job in jobs:
                     if job.rescues >= node.isolate_after:
@@ -174,6 +178,8 @@ class Producer:
             del node.runs[job.id]
         if completion is not None:
             self._completer.add(completion)
-        if node.isolated_job == job.id or not node.runs:
+        if node.isolated_job == job.id:  # the suspect ended: everyone may fetch again
             node.isolated_job = None
-            self._on_idle()
+            self._on_idle(True)
+        elif not node.runs:  # idle now: a suspect job passed over before may be taken
+            self._on_idle(False)

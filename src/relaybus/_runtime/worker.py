@@ -144,7 +144,7 @@ class Worker:
                 executor=self.executor,
                 completer=self.completer,
                 poll_interval=config.poll_interval,
-                on_idle=self._wake_all,
+                on_idle=self._node_idle,
                 logger=logger,
             )
             for queue, concurrency in config.queues.items()
@@ -167,9 +167,10 @@ class Worker:
         if producer is not None:
             producer.wake()
 
-    def _wake_all(self) -> None:
+    def _node_idle(self, isolated_ended: bool) -> None:
         for producer in self.producers.values():
-            producer.wake()
+            if isolated_ended or producer.retry_when_idle:
+                producer.wake()
 
     def _cancel_local(self, job_id: int) -> None:
         self.node.cancel(job_id, "lost")
