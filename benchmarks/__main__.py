@@ -140,13 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         runner = _runner(name)
         load_before = load_average()
+        revision = _revision()
         started = time.monotonic()
         kwargs: dict[str, object] = {"quick": args.quick}
         if name == "postgres" and args.systems:
             kwargs["systems"] = [s.strip() for s in args.systems.split(",") if s.strip()]
         result = runner(**kwargs)
         result.seconds = time.monotonic() - started
-        result.facts["relaybus revision"] = _revision()
+        result.facts["relaybus revision"] = revision
         result.facts["load average (1, 5, 15 min)"] = (
             f"before {load_before}, after {load_average()}"
         )
