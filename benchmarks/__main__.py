@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                              "relaybus,pgqueuer,procrastinate,chancy,oban")
     parser.add_argument("--install", action="store_true",
                         help="install benchmarks/requirements.txt (and the Oban venv) first")
-    parser.add_argument("--no-write", action="store_true", help="do not rewrite the document")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the targets only: keep the document and saved figures")
     args = parser.parse_args(argv)
 
     if args.install:
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result.quick = args.quick
         result.finished_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        result.save()
+        if not args.no_write:
+            result.save()
         log(f"[{name}] done in {result.seconds:.0f} s")
         for target, measured, met in result.targets:
             log(f"  {'MET ' if met else 'MISS' if met is False else 'n/a '} {target}: {measured}")

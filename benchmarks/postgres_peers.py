@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import statistics
@@ -540,7 +541,7 @@ async def _run(plan: Plan, systems: Sequence[str], quick: bool) -> dict[str, Any
                         log(f"[postgres] flat cost {r + 1}/{plan.flat_rounds}: relaybus, "
                             f"backlog {backlog:,} ({time.monotonic() - started:.0f} s)")
                         await _retry(f"flat cost {backlog}",
-                                     lambda b=backlog: bench.flat(b, plan.flat_measure))
+                                     functools.partial(bench.flat, backlog, plan.flat_measure))
                 log("[postgres] relaybus: profiled runs (cProfile, untimed)")
                 for path in profile_paths.values():
                     path.parent.mkdir(parents=True, exist_ok=True)

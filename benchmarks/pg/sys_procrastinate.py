@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import procrastinate
 
@@ -42,7 +43,8 @@ class Adapter:
         await self.bench.defer_async(i=i, t=t)
 
     async def enqueue_batch(self, items: list[tuple[int, float]]) -> None:
-        await self.bench.batch_defer_async(*({"i": i, "t": t} for i, t in items))
+        kwargs: list[Any] = [{"i": i, "t": t} for i, t in items]
+        await self.bench.batch_defer_async(*kwargs)
 
     async def close_client(self) -> None:
         await self.app.close_async()
