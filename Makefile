@@ -37,8 +37,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -r benchmarks/requirements.txt
 	@touch $@
 
 demo: $(STAMP)
