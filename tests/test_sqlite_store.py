@@ -32,7 +32,7 @@ from relaybus._errors import (
     StoreError,
     UniqueConflict,
 )
-from relaybus._sql import load_migrations, load_queries, render
+from relaybus.stores._sql.queries import load_migrations, load_queries, render
 from relaybus._types import PENDING_STATES, JobError, JobState, state_mask
 from relaybus.cli import full_schema
 from relaybus.stores.sqlite import SQLiteStore
@@ -595,7 +595,9 @@ HOT_QUERIES = [
     "end_run",
     "find_holder",
     "stage",
-    "due_jobs",
+    "due_contested",
+    "key_holder",
+    "lost_runs",
     "rescue_candidates",
     "prune",
 ]
@@ -608,8 +610,8 @@ async def test_hot_queries_use_an_index_and_need_no_sort(db: SQLiteStore, name: 
     args = {
         "queue": "q", "node": "n", "now": 0.0, "limit": 10, "isolate_after": 2, "id": 1,
         "attempt": 1, "grace": 0.0, "state": "completed", "horizon": 0.0, "unique_key": b"k",
-        "runs": "[]", "refund": 0, "rescued": 0, "scheduled_at": None, "finalized_at": None,
-        "error": None,
+        "runs": "[]", "refund": 0, "rescued": 0, "delay": None, "finalize": False,
+        "error": None, "keep": 0.0, "running": "running",
     }  # fmt: skip
     with raw(db.path) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]

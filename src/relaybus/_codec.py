@@ -9,7 +9,14 @@ import msgspec
 
 from ._types import JobError
 
-__all__ = ["decode_errors", "decode_json", "decode_payload", "encode_errors", "error_to_builtins"]
+__all__ = [
+    "decode_errors",
+    "decode_json",
+    "decode_payload",
+    "encode_error",
+    "encode_errors",
+    "error_to_builtins",
+]
 
 _decode_any = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder()
@@ -34,6 +41,11 @@ def error_to_builtins(error: JobError) -> dict[str, Any]:
         "message": error.message,
         "traceback": error.traceback,
     }
+
+
+def encode_error(error: JobError) -> bytes:
+    """One job error as the JSON object stores append to a job's errors."""
+    return _encode.encode(error_to_builtins(error))
 
 
 def encode_errors(errors: list[JobError] | tuple[JobError, ...]) -> bytes:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._errors import RelaybusError
-from ._sql import load_migrations, render
+from .stores._sql.queries import load_migrations, render
 
 __all__ = ["full_schema", "main", "store_for_dsn"]
 
