@@ -32,9 +32,9 @@ from relaybus._errors import (
     StoreError,
     UniqueConflict,
 )
-from relaybus.stores._sql.queries import load_migrations, load_queries, render
 from relaybus._types import PENDING_STATES, JobError, JobState, state_mask
 from relaybus.cli import full_schema
+from relaybus.stores._sql.queries import load_migrations, load_queries, render
 from relaybus.stores.sqlite import SQLiteStore
 from relaybus.testing import FakeClock
 

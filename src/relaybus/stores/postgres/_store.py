@@ -51,9 +51,9 @@ from ..._driver import (
 )
 from ..._errors import ConfigurationError, JobNotFound, StoreClosed, StoreError, UniqueConflict
 from ..._options import bucket_key
-from .._sql.queries import load_migrations, load_queries, render
 from ..._types import Job, JobError, JobState
 from ..._validate import check_identifier
+from .._sql.queries import load_migrations, load_queries, render
 from ._dsn import mask_dsn, mask_text
 from ._pool import LightPool
 

@@ -79,10 +79,9 @@ class SQLiteDialect(Dialect):
     async def fetch(
         self, tx: Tx, params: FetchParams, ends: Sequence[RunEnd], now: Any
     ) -> list[Any]:
-        if not ends:
-            # Look before taking the write lock, so idle pollers never queue behind writers.
-            if await tx.fetchrow("first_available", {"queue": params.queue}) is None:
-                return []
+        # Look before taking the write lock, so idle pollers never queue behind writers.
+        if not ends and await tx.fetchrow("first_available", {"queue": params.queue}) is None:
+            return []
         async with tx.transaction():
             if ends:
                 await self.end_runs(tx, ends, now)
