@@ -447,11 +447,13 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
     claimed = await pg.fetch(fetch(queue="a", limit=500))
     await pg.complete_many([Completion(c.id, c.attempt, "completed") for c in claimed])
     await admin.execute(f"ANALYZE {table}")
-    args = ("a", 10, "n", 2, True, None)
+    fetch_args = {"queue": "a", "limit": 10, "node": "n", "isolate_after": 2, "idle": True,
+                  "now": None}  # fmt: skip
+    sql, args = query(pg, "fetch", fetch_args)
     async with admin.transaction():
         await admin.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        custom = await admin.fetchval("EXPLAIN (FORMAT JSON) " + pg._q["fetch"], *args)
-    for plan in (custom, await explain_generic(admin, pg._q["fetch"], args)):
+        custom = await admin.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
+    for plan in (custom, await explain_generic(admin, sql, args)):
         nodes = plan_nodes(json.loads(plan))
         assert "relaybus_jobs_fetch_idx" in plan, plan
         assert ("Seq Scan", "relaybus_jobs") not in nodes, plan
@@ -459,101 +461,69 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
     # The other hot statements never scan the whole table either (generic plans: what a
     # long-lived connection runs).
     ids = [c.id for c in claimed[:10]]
-    others = {
-        "complete_many": (
-            None,
-            ids,
-            [1] * 10,
-            ["completed"] * 10,
-            [None] * 10,
-            [0.0] * 10,
-            "c",
-            "running",
-        ),
-        "complete_and_fetch": (
-            "default",
-            10,
-            "n",
-            2,
-            False,
-            None,
-            ids,
-            [1] * 10,
-            ["completed"] * 10,
-            [None] * 10,
-            [0.0] * 10,
-            "c",
-            "running",
-        ),
-        "heartbeat": (None, "n", 30.0, ids, [1] * 10, "running"),
-        "stage": (None, 1000, "c"),
-        "rescue": (None, 5.0, 3, 1000),
-        "prune": (None, ["completed", "discarded"], [60.0, 60.0], 1000),
-        "insert_unique": (
-            None,
-            ["h"] * 2,
-            ["e"] * 2,
-            ["q"] * 2,
-            [2] * 2,
-            [5] * 2,
-            ["{}"] * 2,
-            ["{}"] * 2,
-            [None] * 2,
-            [None] * 2,
-            [None] * 2,
-            [b"k" * 32] * 2,
-            [None] * 2,
-            [15] * 2,
-            [1] * 2,
-            [1] * 2,
-            [1] * 2,
-            "c",
-        ),
-        "insert_unique_one": (
-            None,
-            "h",
-            "e",
-            "q",
-            2,
-            5,
-            "{}",
-            "{}",
-            None,
-            None,
-            None,
-            "c",
-            b"k" * 32,
-            None,
-            15,
-            0,
-            0,
-            0,
-        ),
-    }
-    for name, args in others.items():
-        plan = await explain_generic(admin, pg._q[name], args)
+    ends = {
+        "now": None, "ids": ids, "attempts": [1] * 10, "states": ["completed"] * 10,
+        "refunds": [0] * 10, "rescued": [0] * 10, "delays": [None] * 10,
+        "finalize": [True] * 10, "errors": [None] * 10, "channel": "c", "running": "running",
+    }  # fmt: skip
+    one = {
+        "now": None, "handler": "h", "event": "e", "queue": "q", "priority": 2,
+        "max_attempts": 5, "payload": "{}", "meta": "{}", "timeout": None, "delay": None,
+        "at": None, "channel": "c",
+    }  # fmt: skip
+    others: dict[str, dict[str, Any]] = {
+        "end_runs": ends,
+        "end_runs_and_fetch": {**ends, **fetch_args, "queue": "default", "idle": False},
+        "lost_runs": {"node": "n", "ids": ids, "attempts": [1] * 10, "running": "running"},
+        "stage": {"now": None, "limit": 1000, "channel": "c"},
+        "due_contested": {"now": None, "limit": 1000},
+        "rescue_candidates": {"now": None, "grace": 5.0, "limit": 1000},
+        "prune": {"now": None, "state": "completed", "keep": 60.0, "limit": 1000},
+        "insert_unique": {
+            "now": None, "handlers": ["h"] * 2, "events": ["e"] * 2, "queues": ["q"] * 2,
+            "priorities": [2] * 2, "max_attempts": [5] * 2, "payloads": ["{}"] * 2,
+            "metas": ["{}"] * 2, "timeouts": [None] * 2, "delays": [None] * 2,
+            "ats": [None] * 2, "base_keys": [b"k" * 32] * 2, "periods": [None] * 2,
+            "unique_states": [15] * 2, "rep_available": [1] * 2, "rep_scheduled": [1] * 2,
+            "rep_retryable": [1] * 2, "channel": "c",
+        },
+        "insert_unique_one": {
+            **one, "base_key": b"k" * 32, "period": None, "unique_states": 15,
+            "rep_available": 0, "rep_scheduled": 0, "rep_retryable": 0,
+        },
+    }  # fmt: skip
+    for name, named in others.items():
+        plan = await explain_generic(admin, *query(pg, name, named))
         nodes = plan_nodes(json.loads(plan))
         assert ("Seq Scan", "relaybus_jobs") not in nodes, (name, plan)
-        if name == "complete_and_fetch":  # the claim half still walks the fetch index
+        if name == "end_runs_and_fetch":  # the claim half still walks the fetch index
             assert "relaybus_jobs_fetch_idx" in plan, (name, plan)
             assert not any(kind == "Sort" for kind, _ in nodes), (name, plan)
-        if name in ("complete_many", "heartbeat"):  # by primary key, whatever the statistics
+        if name in ("end_runs", "lost_runs"):  # by primary key, whatever the statistics
             assert "relaybus_jobs_running_idx" not in plan, (name, plan)
             assert "relaybus_jobs_pkey" in plan, (name, plan)
+
+
+def query(pg: PostgresStore, name: str, args: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """A named query's SQL ($n placeholders) and its binds in placeholder order."""
+    q = pg.dialect.queries[name]
+    return q.sql, q.positional(args)
 
 
 async def test_fetch_plan_made_on_an_empty_table_holds_for_a_backlog(pg: PostgresStore) -> None:
     """A worker's connection plans the fetch once, typically on an empty queue, and keeps that
     plan; then a burst of inserts lands before autovacuum analyzes the table. The plan must
     still be the ordered index scan, not a scan plus a sort of the whole backlog per fetch."""
+    fetch_query = pg.dialect.queries["fetch"]
+    literals = {"queue": "'default'", "limit": "10", "node": "'n'", "isolate_after": "2",
+                "idle": "true", "now": "NULL"}  # fmt: skip
+    execute = f"EXECUTE early_fetch({', '.join(literals[b] for b in fetch_query.binds)})"
     async with pg.pool.borrow() as conn:
-        await conn.execute(f"PREPARE early_fetch AS {pg._q['fetch']}")
-        await conn.execute("EXECUTE early_fetch('default', 10, 'n', 2, true, NULL)")  # cached
+        await conn.execute(f"PREPARE early_fetch AS {fetch_query.sql}")
+        await conn.execute(execute)  # cached
         for start in range(0, 30000, 1000):
             await pg.insert_many([job(i) for i in range(start, start + 1000)], conn=conn)
-        plan = await conn.fetchval(
-            "EXPLAIN (FORMAT JSON) EXECUTE early_fetch('default', 10, 'n', 2, true, NULL)"
-        )
+        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + execute)
         await conn.execute("DEALLOCATE early_fetch")
     nodes = plan_nodes(json.loads(plan))
     assert "relaybus_jobs_fetch_idx" in plan, plan
