@@ -174,7 +174,10 @@ async def test_completions_carried_by_fetch_are_applied_before_the_claim(
     assert [j.id for j in nxt] == [c]
     assert await state_of(store, a) is S.COMPLETED
     retried = await get(store, b)
-    assert (retried.state, retried.scheduled_at) == (S.RETRYABLE, clock.now() + timedelta(seconds=30))
+    assert (retried.state, retried.scheduled_at) == (
+        S.RETRYABLE,
+        clock.now() + timedelta(seconds=30),
+    )
     assert [(e.kind, e.message) for e in retried.errors] == [("ValueError", "boom")]
     assert await state_of(store, d) is S.AVAILABLE
 

@@ -315,9 +315,7 @@ async def test_replace_scheduled_at_moves_the_job_between_available_and_schedule
 ) -> None:
     replace = {S.AVAILABLE: ("scheduled_at", "priority"), S.SCHEDULED: ("scheduled_at",)}
     (first,) = await insert(store, new_job(key=b"k", replace=replace))
-    [result] = await store.insert_many(
-        [new_job(key=b"k", replace=replace, priority=0, delay=60)]
-    )
+    [result] = await store.insert_many([new_job(key=b"k", replace=replace, priority=0, delay=60)])
     assert (result.id, result.outcome) == (first, "replaced")
     found = await get(store, first)
     assert (found.state, found.priority) == (S.SCHEDULED, 0)
