@@ -265,3 +265,11 @@ async def test_stats_count_every_state_per_queue(store: Any, clock: FakeClock) -
         "a": {"available": 1, "running": 1, "completed": 1, "retryable": 1},
         "b": {"scheduled": 1},
     }
+
+
+# SQLiteStore lists one job instead: see
+# tests/test_sqlite_store.py::test_list_with_a_limit_below_one_returns_one_job.
+@pytest.mark.parametrize("store_kind", ["memory", "postgres"])
+async def test_list_with_limit_zero_lists_nothing(store: Any) -> None:
+    await insert(store, new_job(), new_job())
+    assert await store.list(ListParams(limit=0)) == []

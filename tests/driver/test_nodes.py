@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from relaybus._driver import ElectParams, StageParams
 from relaybus.testing import FakeClock
 
@@ -98,3 +100,14 @@ async def test_release_node_drops_its_heartbeat_so_its_jobs_are_rescued(
     assert found.state is S.RETRYABLE
     assert errors_of(found) == [("rescued", "node n1 stopped while running attempt 1", 1)]
     assert await store.stage(StageParams()) == ["default"]
+
+
+# PostgresStore raises StoreClosed instead: see
+# tests/test_postgres_store.py::test_resign_on_a_closed_store_raises.
+@pytest.mark.parametrize("store_kind", ["memory", "sqlite"])
+async def test_resign_on_a_closed_store_does_nothing(unopened: Any) -> None:
+    await unopened.resign("n1")
+    await unopened.open()
+    assert await unopened.elect(ElectParams("n1", ttl=60))
+    await unopened.close()
+    await unopened.resign("n1")
