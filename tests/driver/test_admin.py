@@ -100,12 +100,15 @@ async def test_admin_retry_of_a_running_job_changes_nothing(store: Any) -> None:
     assert await store.complete_many([ended(run)]) == [job_id]
 
 
-async def test_admin_retry_blocked_by_a_unique_holder_changes_nothing(store: Any) -> None:
+async def test_admin_retry_blocked_by_a_unique_holder_changes_nothing(
+    store: Any, clock: FakeClock
+) -> None:
     (first,) = await insert(store, new_job(key=b"k"))
     [run] = await claim(store)
     await store.complete_many([ended(run)])
     (holder,) = await insert(store, new_job(key=b"k"))
     before = await get(store, first)
+    clock.advance(30)  # a retry would move scheduled_at to now
     with pytest.raises(UniqueConflict) as raised:
         await store.retry(first)
     assert (raised.value.job_id, raised.value.holder_id) == (first, holder)
