@@ -1,6 +1,8 @@
-"""PostgresStore at the Driver level: the parts only a real PostgreSQL can show (concurrent
-unique inserts, SKIP LOCKED races, query plans, LISTEN/NOTIFY, migrations, conn= transactions),
-plus a differential check of batch-insert semantics against MemoryStore."""
+"""What only a real PostgreSQL can show: concurrent unique inserts and SKIP LOCKED races over
+separate connections, query plans, LISTEN/NOTIFY, migrations, conn= transactions, pools, lost
+connections, the database clock, and the behaviours in which PostgresStore differs from the
+other stores today. The Driver operations themselves are specified, for every store, by
+tests/driver/ (which also holds the differential test against MemoryStore)."""
 
 from __future__ import annotations
 
@@ -22,13 +24,12 @@ from relaybus._driver import (
     HeartbeatParams,
     ListParams,
     NewJob,
-    PruneParams,
     RescueParams,
     StageParams,
 )
-from relaybus._errors import JobNotFound, StoreClosed, StoreError, UniqueConflict
+from relaybus._errors import StoreClosed, StoreError
 from relaybus._options import bucket_key
-from relaybus._types import PENDING_STATES, JobError, JobState, state_mask
+from relaybus._types import PENDING_STATES, JobState, state_mask
 from relaybus.cli import full_schema
 from relaybus.stores.memory import MemoryStore
 from relaybus.testing import FakeClock
@@ -131,62 +132,18 @@ def fetch(node: str = "n1", limit: int = 10, queue: str = "default", idle: bool 
     return FetchParams(queue=queue, limit=limit, node=node, isolate_after=2, idle=idle)
 
 
+async def blocked_by(admin: Any, conn: Any, limit: float = 10.0) -> None:
+    """Wait until another backend waits for a lock that ``conn``'s open transaction holds."""
+    pid = conn.get_server_pid()
+    query = "SELECT count(*) > 0 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))"
+    async with asyncio.timeout(limit):
+        while True:  # a condition on the server: poll it, with a deadline
+            if await admin.fetchval(query, pid):
+                return
+            await asyncio.sleep(0.005)
+
+
 # -------------------------------------------------------------------------- batch insert
-
-
-async def test_batch_outcomes_with_intra_batch_duplicates_and_replaces(pg: PostgresStore) -> None:
-    k1, k2 = b"k" * 32, b"j" * 32
-    rep = {S.AVAILABLE: ("payload", "priority")}
-    result = await pg.insert_many(
-        [
-            job(1, key=k1),
-            job(2),  # not unique
-            job(3, key=k1),  # duplicate of entry 0
-            job(4, key=k2, replace=rep),
-            job(5, key=k2, replace=rep, priority=0),  # replaces entry 3
-            job(6),
-            job(7, key=k1, replace=rep, priority=7),  # replaces entry 0
-        ]
-    )
-    outcomes = [r.outcome for r in result]
-    assert outcomes == [
-        "inserted",
-        "inserted",
-        "duplicate",
-        "inserted",
-        "replaced",
-        "inserted",
-        "replaced",
-    ]
-    ids = [r.id for r in result]
-    assert ids[2] == ids[0] and ids[6] == ids[0] and ids[4] == ids[3]
-    inserted = [ids[0], ids[1], ids[3], ids[5]]
-    assert inserted == sorted(inserted)  # ids follow input order
-    first = await pg.get(ids[0])
-    assert first is not None and first.payload == {"n": 7} and first.priority == 7
-    second = await pg.get(ids[3])
-    assert second is not None and second.payload == {"n": 5} and second.priority == 0
-    # A later batch meets the holders in the database.
-    again = await pg.insert_many([job(8, key=k1), job(9, key=k2, replace=rep)])
-    assert [(r.id, r.outcome) for r in again] == [(ids[0], "duplicate"), (ids[3], "replaced")]
-    assert (await pg.stats()) == {"default": {"available": 4}}
-
-
-async def test_replace_scheduled_at_moves_between_available_and_scheduled(
-    pg: PostgresStore, clock: FakeClock
-) -> None:
-    key = b"s" * 32
-    rep = {S.AVAILABLE: ("scheduled_at",)}
-    [a] = await pg.insert_many([job(1, key=key, replace=rep)])
-    # available -> scheduled (listed for available); then scheduled is not listed: duplicate,
-    # even though the new scheduled_at equals the one the job already has.
-    b, c = await pg.insert_many(
-        [job(2, key=key, replace=rep, delay=60), job(3, key=key, replace=rep, delay=60)]
-    )
-    assert (b.outcome, c.outcome) == ("replaced", "duplicate")
-    got = await pg.get(a.id)
-    assert got is not None and got.state is S.SCHEDULED
-    assert got.scheduled_at == clock.now() + timedelta(seconds=60)
 
 
 async def test_batch_of_1000_is_one_statement(pg: PostgresStore) -> None:
@@ -266,67 +223,6 @@ async def test_plain_batches_with_shared_and_mixed_columns(
             assert timeout == new.timeout
 
 
-async def test_matches_memory_store_on_random_batches(pg: PostgresStore, clock: FakeClock) -> None:
-    """Differential: the same random batches (few keys, replaces, delays, at=) give the same
-    outcomes and the same jobs on both stores."""
-    mem = MemoryStore(clock=clock)
-    await mem.open()
-    rng = random.Random(7)
-    keys = [bytes([i]) * 32 for i in range(4)]
-    fields = ("payload", "priority", "meta", "scheduled_at", "queue", "max_attempts")
-    id_map: dict[int, int] = {}
-    for _ in range(25):
-        batch = []
-        for _ in range(rng.randint(1, 8)):
-            rep: dict[JobState, tuple[str, ...]] = {}
-            for state in (S.AVAILABLE, S.SCHEDULED, S.RETRYABLE):
-                if rng.random() < 0.5:
-                    rep[state] = tuple(rng.sample(fields, rng.randint(1, 3)))
-            delay = rng.choice([None, 0, 30, 90])
-            at = START + timedelta(seconds=rng.choice([-5, 20])) if rng.random() < 0.2 else None
-            batch.append(
-                job(
-                    rng.randint(0, 99),
-                    key=rng.choice([*keys, None]),
-                    replace=rep,
-                    queue=rng.choice(["a", "b"]),
-                    priority=rng.randint(0, 9),
-                    delay=delay,
-                    at=at,
-                    max_attempts=rng.randint(1, 9),
-                    meta={"m": rng.randint(0, 3)},
-                )
-            )
-        got = await pg.insert_many(batch)
-        want = await mem.insert_many(batch)
-        for g, w in zip(got, want, strict=True):
-            assert g.outcome == w.outcome
-            assert id_map.setdefault(w.id, g.id) == g.id
-        if rng.random() < 0.3:
-            clock.advance(rng.choice([10, 60]))
-            assert await pg.stage(StageParams()) == await mem.stage(StageParams())
-        if rng.random() < 0.3:  # run and fail one job of queue a, to get retryable jobs
-            claimed_pg = await pg.fetch(fetch(queue="a", limit=1))
-            claimed_mem = await mem.fetch(fetch(queue="a", limit=1))
-            assert [id_map[c.id] for c in claimed_mem] == [c.id for c in claimed_pg]
-            for c_pg, c_mem in zip(claimed_pg, claimed_mem, strict=True):
-                done = Completion(c_pg.id, c_pg.attempt, "retry", None, 45)
-                await pg.complete_many([done])
-                await mem.complete_many([Completion(c_mem.id, c_mem.attempt, "retry", None, 45)])
-    for mem_id, pg_id in id_map.items():
-        a, b = await mem.get(mem_id), await pg.get(pg_id)
-        assert a is not None and b is not None
-        assert (a.state, a.queue, a.priority, a.payload, a.meta, a.max_attempts) == (
-            b.state,
-            b.queue,
-            b.priority,
-            b.payload,
-            b.meta,
-            b.max_attempts,
-        )
-        assert a.scheduled_at == b.scheduled_at
-
-
 async def test_unique_period_bucket_on_the_database_clock(pgdb: PostgresStore, admin: Any) -> None:
     base = b"p" * 32
     [r] = await pgdb.insert_many([job(1, key=base, period=3600)])
@@ -336,19 +232,6 @@ async def test_unique_period_bucket_on_the_database_clock(pgdb: PostgresStore, a
     assert bytes(row["unique_key"]) == bucket_key(base, 3600, row["inserted_at"].timestamp())
     [again] = await pgdb.insert_many([job(2, key=base, period=3600)])
     assert (again.id, again.outcome) == (r.id, "duplicate")
-
-
-async def test_unique_period_bucket_on_the_injected_clock(
-    pg: PostgresStore, clock: FakeClock
-) -> None:
-    base = b"q" * 32
-    [a] = await pg.insert_many([job(1, key=base, period=60)])
-    clock.advance(59)
-    [b] = await pg.insert_many([job(1, key=base, period=60)])
-    clock.advance(1)
-    [c] = await pg.insert_many([job(1, key=base, period=60)])
-    assert (b.id, b.outcome) == (a.id, "duplicate")
-    assert c.outcome == "inserted" and c.id != a.id
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -570,75 +453,6 @@ async def explain_generic(admin: Any, query: str, args: tuple[Any, ...]) -> str:
         await admin.execute(f"DEALLOCATE {name}")
 
 
-async def test_complete_is_fenced_on_state_and_attempt(pg: PostgresStore) -> None:
-    await pg.insert_many([job(1), job(2)])
-    c1, c2 = await pg.fetch(fetch())
-    applied = await pg.complete_many(
-        [
-            Completion(c1.id, c1.attempt + 1, "completed"),  # stale attempt
-            Completion(c2.id, c2.attempt, "completed"),
-        ]
-    )
-    assert applied == [c2.id]
-    # completed is final: a second completion changes nothing
-    assert await pg.complete_many([Completion(c2.id, c2.attempt, "discard")]) == []
-    error = JobError(START, c1.attempt, "ValueError", "boom", "tb")
-    assert await pg.complete_many([Completion(c1.id, c1.attempt, "retry", error, 30)]) == [c1.id]
-    got = await pg.get(c1.id)
-    assert got is not None and got.state is S.RETRYABLE and got.errors == (error,)
-    assert got.scheduled_at == START + timedelta(seconds=30)
-
-
-async def test_snooze_and_return_refund_the_attempt(pg: PostgresStore) -> None:
-    await pg.insert_many([job(1), job(2)])
-    c1, c2 = await pg.fetch(fetch())
-    applied = await pg.complete_many(
-        [Completion(c1.id, 1, "snooze", None, 10), Completion(c2.id, 1, "return")]
-    )
-    assert applied == [c1.id, c2.id]
-    j1, j2 = await pg.get(c1.id), await pg.get(c2.id)
-    assert j1 is not None and j1.state is S.SCHEDULED and j1.attempt == 0
-    assert j2 is not None and j2.state is S.AVAILABLE and j2.attempt == 0
-
-
-async def test_stage_discards_a_retryable_job_whose_key_is_held(pg: PostgresStore) -> None:
-    key = b"c" * 32
-    # Two jobs with the key, retryable outside their unique states (they hold nothing).
-    [a] = await pg.insert_many([job(1, key=key, states=NO_RETRYABLE)])
-    [c] = await pg.fetch(fetch())
-    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 10)])
-    [b] = await pg.insert_many([job(2, key=key, states=NO_RETRYABLE)])
-    [c] = await pg.fetch(fetch())
-    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 20)])
-    [holder] = await pg.insert_many([job(3, key=key, states=NO_RETRYABLE)])
-    assert holder.outcome == "inserted"
-    pg.clock.advance(30)  # type: ignore[attr-defined]
-    assert await pg.stage(StageParams()) == []
-    for job_id in (a.id, b.id):
-        got = await pg.get(job_id)
-        assert got is not None and got.state is S.DISCARDED
-        assert got.errors[-1].kind == "unique_conflict"
-        assert got.errors[-1].message == f"job {holder.id} holds this job's unique key"
-
-
-async def test_stage_within_one_batch_keeps_the_first_and_discards_the_rest(
-    pg: PostgresStore,
-) -> None:
-    key = b"d" * 32
-    ids = []
-    for n, delay in ((1, 10), (2, 20)):
-        [r] = await pg.insert_many([job(n, key=key, states=NO_RETRYABLE)])
-        [c] = await pg.fetch(fetch())
-        await pg.complete_many([Completion(c.id, c.attempt, "retry", None, delay)])
-        ids.append(r.id)
-    pg.clock.advance(30)  # type: ignore[attr-defined]
-    assert await pg.stage(StageParams()) == ["default"]
-    first, second = await pg.get(ids[0]), await pg.get(ids[1])
-    assert first is not None and first.state is S.AVAILABLE
-    assert second is not None and second.state is S.DISCARDED
-    assert second.errors[-1].message == f"job {ids[0]} holds this job's unique key"
-
-
 async def test_stage_survives_a_holder_committed_after_its_snapshot(
     pg: PostgresStore, admin: Any
 ) -> None:
@@ -654,7 +468,7 @@ async def test_stage_survives_a_holder_committed_after_its_snapshot(
         await tr.start()
         [holder] = await pg.insert_many([job(2, key=key, states=NO_RETRYABLE)], conn=conn)
         staged = asyncio.create_task(pg.stage(StageParams()))
-        await asyncio.sleep(0.2)  # stage blocks on the uncommitted holder's key
+        await blocked_by(admin, conn)  # stage waits for the uncommitted holder's key
         await tr.commit()
         assert await staged == []
     finally:
@@ -662,98 +476,6 @@ async def test_stage_survives_a_holder_committed_after_its_snapshot(
     got = await pg.get(r.id)
     assert got is not None and got.state is S.DISCARDED
     assert got.errors[-1].message == f"job {holder.id} holds this job's unique key"
-
-
-async def test_rescue_expired_node_and_fencing(pg: PostgresStore, clock: FakeClock) -> None:
-    await pg.insert_many([job(1, max_attempts=1), job(2), job(3)])
-    claimed = await pg.fetch(fetch(node="dead"))
-    assert await pg.heartbeat(HeartbeatParams("dead", 30, [(c.id, 1) for c in claimed])) == []
-    await pg.heartbeat(HeartbeatParams("live", 30))
-    assert await pg.rescue(RescueParams(grace=5, max_rescues=3)) == 0
-    clock.advance(31)
-    await pg.heartbeat(HeartbeatParams("live", 30))
-    done = claimed[2]
-    await pg.complete_many([Completion(done.id, done.attempt, "completed")])
-    assert await pg.rescue(RescueParams(grace=5, max_rescues=3)) == 2
-    exhausted, retried, completed = [await pg.get(c.id) for c in claimed]
-    assert exhausted is not None and exhausted.state is S.DISCARDED
-    assert exhausted.errors[-1].message.endswith("attempts exhausted")
-    assert retried is not None and retried.state is S.RETRYABLE
-    assert retried.scheduled_at == clock.now()
-    assert retried.errors[-1].kind == "rescued"
-    assert retried.errors[-1].message == "node dead stopped while running attempt 1"
-    assert completed is not None and completed.state is S.COMPLETED  # fenced: not touched
-    lost = await pg.heartbeat(HeartbeatParams("dead", 30, [(c.id, 1) for c in claimed]))
-    assert sorted(lost) == sorted(c.id for c in claimed)
-
-
-async def test_rescue_timeouts_and_worker_lost(pg: PostgresStore, clock: FakeClock) -> None:
-    await pg.insert_many([job(1)])
-    for rescues in range(1, 4):
-        [c] = await pg.fetch(fetch(node="n", idle=True))
-        await pg.heartbeat(HeartbeatParams("n", 3600))
-        clock.advance(36)  # timeout 30 + grace 5 passed
-        assert await pg.rescue(RescueParams(grace=5, max_rescues=3)) == 1
-        got = await pg.get(c.id)
-        assert got is not None
-        if rescues < 3:
-            assert got.state is S.RETRYABLE
-            assert got.errors[-1].message == f"attempt {rescues} ran past its timeout plus grace"
-            await pg.stage(StageParams())
-        else:
-            assert got.state is S.DISCARDED and got.errors[-1].kind == "worker_lost"
-            assert got.errors[-1].message.endswith("rescued 3 times")
-
-
-async def test_isolated_job_runs_alone_only_when_idle(pg: PostgresStore, admin: Any) -> None:
-    r = await pg.insert_many([job(1, priority=0), job(2), job(3)])
-    await admin.execute(
-        f'UPDATE "{pg.schema}".relaybus_jobs SET rescues = 2 WHERE id = $1', r[0].id
-    )
-    busy = await pg.fetch(fetch(limit=10, idle=False))
-    assert [c.id for c in busy] == [r[1].id, r[2].id]
-    alone = await pg.fetch(fetch(limit=10, idle=True))
-    assert [c.id for c in alone] == [r[0].id]
-
-
-async def test_prune_in_bounded_batches(pg: PostgresStore, clock: FakeClock) -> None:
-    await pg.insert_many([job(i) for i in range(25)])
-    claimed = await pg.fetch(fetch(limit=25))
-    await pg.complete_many([Completion(c.id, c.attempt, "completed") for c in claimed])
-    retention = {S.COMPLETED: 60.0, S.CANCELLED: 60.0, S.DISCARDED: 60.0}
-    assert await pg.prune(PruneParams(retention, limit=10)) == 0
-    clock.advance(60)
-    assert [await pg.prune(PruneParams(retention, limit=10)) for _ in range(4)] == [10, 10, 5, 0]
-    assert await pg.stats() == {}
-
-
-async def test_leader_lease(pg: PostgresStore, clock: FakeClock) -> None:
-    from relaybus._driver import ElectParams
-
-    assert await pg.elect(ElectParams("a", 30))
-    assert not await pg.elect(ElectParams("b", 30))
-    assert await pg.elect(ElectParams("a", 30))
-    clock.advance(30)
-    assert await pg.elect(ElectParams("b", 30))
-    await pg.release_node("b")
-    assert await pg.elect(ElectParams("a", 30))
-
-
-async def test_admin_retry_conflict_changes_nothing(pg: PostgresStore) -> None:
-    key = b"r" * 32
-    [a] = await pg.insert_many([job(1, key=key)])
-    await pg.cancel(a.id)
-    [b] = await pg.insert_many([job(2, key=key)])
-    with pytest.raises(UniqueConflict) as info:
-        await pg.retry(a.id)
-    assert (info.value.job_id, info.value.holder_id) == (a.id, b.id)
-    got = await pg.get(a.id)
-    assert got is not None and got.state is S.CANCELLED
-    with pytest.raises(JobNotFound):
-        await pg.retry(10**9)
-    with pytest.raises(JobNotFound):
-        await pg.cancel(10**9)
-    assert await pg.list(ListParams(state=S.CANCELLED)) == [got]
 
 
 # ------------------------------------------------------------------------------ notify
@@ -961,15 +683,6 @@ async def test_user_pool_is_used_and_not_closed(schema: str, clock: FakeClock) -
         await pool.close()
 
 
-async def test_payload_is_kept_byte_for_byte(pg: PostgresStore) -> None:
-    raw = b'{"z":1,"a":"nul \\u0000 and \\u00e9","f":1.50}'
-    [r] = await pg.insert_many([NewJob("t.h", "t.e", "default", 2, 3, raw, b"{}", None)])
-    [c] = await pg.fetch(fetch())
-    assert c.id == r.id and c.payload == raw
-    got = await pg.get(r.id)
-    assert got is not None and got.payload == {"z": 1, "a": "nul \x00 and \xe9", "f": 1.5}
-
-
 async def test_the_database_clock_drives_time(pgdb: PostgresStore, admin: Any) -> None:
     """No injected clock: every statement reads now() on the server."""
     later, due, past = await pgdb.insert_many(
@@ -1015,7 +728,9 @@ async def test_application_use_of_the_pool_is_reset(pg: PostgresStore) -> None:
 
 
 @pytest.mark.parametrize("batch", [False, True])
-async def test_unique_insert_racing_an_uncommitted_holder(pg: PostgresStore, batch: bool) -> None:
+async def test_unique_insert_racing_an_uncommitted_holder(
+    pg: PostgresStore, admin: Any, batch: bool
+) -> None:
     """The holder is not in the statement's snapshot: the insert waits for it, loses the
     ON CONFLICT, runs again and reports the duplicate (never an error, never two holders)."""
     key = b"z" * 32
@@ -1026,8 +741,8 @@ async def test_unique_insert_racing_an_uncommitted_holder(pg: PostgresStore, bat
         [holder] = await pg.insert_many([job(1, key=key)], conn=conn)
         jobs = [job(2, key=key)] + ([job(3)] if batch else [])
         racing = asyncio.create_task(pg.insert_many(jobs))
-        await asyncio.sleep(0.2)
-        assert not racing.done()  # waiting on the holder's transaction
+        await blocked_by(admin, conn)  # waiting on the holder's transaction
+        assert not racing.done()
         await tr.commit()
         result = await racing
     finally:
@@ -1037,7 +752,9 @@ async def test_unique_insert_racing_an_uncommitted_holder(pg: PostgresStore, bat
         assert result[1].outcome == "inserted"
 
 
-async def test_unique_insert_after_an_uncommitted_holder_rolls_back(pg: PostgresStore) -> None:
+async def test_unique_insert_after_an_uncommitted_holder_rolls_back(
+    pg: PostgresStore, admin: Any
+) -> None:
     key = b"y" * 32
     conn = await asyncpg.connect(PG_DSN)
     try:
@@ -1045,7 +762,7 @@ async def test_unique_insert_after_an_uncommitted_holder_rolls_back(pg: Postgres
         await tr.start()
         await pg.insert_many([job(1, key=key)], conn=conn)
         racing = asyncio.create_task(pg.insert_many([job(2, key=key)]))
-        await asyncio.sleep(0.2)
+        await blocked_by(admin, conn)
         await tr.rollback()
         [result] = await racing
     finally:
@@ -1053,21 +770,6 @@ async def test_unique_insert_after_an_uncommitted_holder_rolls_back(pg: Postgres
     assert result.outcome == "inserted"
     got = await pg.get(result.id)
     assert got is not None and got.payload == {"n": 2}
-
-
-async def test_finishing_while_another_holds_the_key_drops_the_state_bit(pg: PostgresStore) -> None:
-    """Unique "ever" (finished states block): a job cancelled or discarded while another job
-    holds its key ends as asked and never becomes a second holder."""
-    key = b"v" * 32
-    ever = NO_RETRYABLE | S.CANCELLED.bit | S.DISCARDED.bit | S.COMPLETED.bit
-    [a] = await pg.insert_many([job(1, key=key, states=ever)])
-    [c] = await pg.fetch(fetch())
-    await pg.complete_many([Completion(c.id, c.attempt, "retry", None, 10)])
-    [holder] = await pg.insert_many([job(2, key=key, states=ever)])
-    cancelled = await pg.cancel(a.id)
-    assert cancelled.state is S.CANCELLED
-    [again] = await pg.insert_many([job(3, key=key, states=ever)])
-    assert (again.id, again.outcome) == (holder.id, "duplicate")
 
 
 @pytest.mark.parametrize("then", ["fetch", "heartbeat"])
@@ -1104,10 +806,7 @@ async def test_a_claim_whose_answer_was_lost_is_given_back(
     assert got is not None and got.state is S.RUNNING and got.attempt == 1
 
 
-async def test_fetch_with_limit_zero_claims_nothing(pg: PostgresStore, admin: Any) -> None:
-    [r] = await pg.insert_many([job(1)])
-    await admin.execute(f'UPDATE "{pg.schema}".relaybus_jobs SET rescues = 2 WHERE id = $1', r.id)
-    assert await pg.fetch(fetch(limit=0, idle=True)) == []
-    assert await pg.fetch(fetch(limit=0, idle=False)) == []
-    got = await pg.get(r.id)
-    assert got is not None and got.state is S.AVAILABLE
+# -- where PostgresStore differs from MemoryStore and SQLiteStore today. Each test pins today's
+# behaviour so that a change is deliberate; the agreed part of each is in tests/driver/.
+
+

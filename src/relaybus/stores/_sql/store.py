@@ -184,10 +184,9 @@ class SQLStore(AdminOps, MaintenanceOps):
         applied = await self._write(work)
         if self._ledger is not None:
             self._ledger.finished(completions)
-        if len(applied) == len(completions):
-            return [c.id for c in completions]
+        # Each applied id once, in input order (a run listed twice is applied once).
         done = set(applied)
-        return [c.id for c in completions if c.id in done]
+        return [job_id for job_id in dict.fromkeys(c.id for c in completions) if job_id in done]
 
     async def heartbeat(self, params: Any) -> list[int]:
         ledger = self._ledger
