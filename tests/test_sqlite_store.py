@@ -1,7 +1,6 @@
 """What only SQLiteStore has: migrations, the schema file at the repository root, query plans,
-corrupted rows, a cancelled fetch, several connections on one file, and the behaviours in which
-it differs from the other stores today. The Driver operations themselves are specified, for
-every store, by tests/driver/."""
+corrupted rows, a cancelled fetch, several connections on one file. The Driver operations
+themselves are specified, for every store, by tests/driver/."""
 
 from __future__ import annotations
 
