@@ -29,12 +29,28 @@ from .rows import RowCodec
 if TYPE_CHECKING:
     from .executor import Tx
 
-__all__ = ["Dialect", "ErrorKind", "Runner"]
+__all__ = ["CORE_QUERIES", "Dialect", "ErrorKind", "Runner"]
 
 T = TypeVar("T")
 
 #: What a client error means to the core.
 ErrorKind = Literal["unavailable", "missing_schema", "unique", "retry"]
+
+
+#: The queries the core runs on every dialect (``Dialect.own_queries`` adds the ones its own
+#: algorithms and executor run). Same name, same operation, same columns, in every dialect.
+CORE_QUERIES: frozenset[str] = frozenset(
+    {
+        # migrations
+        "migrate_lock", "schema_exists", "create_schema", "create_migrations_table",
+        "applied_migrations", "record_migration",
+        # nodes and maintenance
+        "heartbeat", "lost_runs", "delete_node", "elect", "resign", "stage", "due_contested",
+        "key_holder", "make_available", "set_state", "rescue_candidates", "prune",
+        # admin
+        "get_job", "list_jobs", "lock_job", "retry_job", "stats",
+    }
+)  # fmt: skip
 
 
 class Runner(Protocol):
@@ -59,6 +75,8 @@ class Dialect:
     name: ClassVar[str]
     #: The package holding ``queries.sql`` and ``migrations/``.
     package: ClassVar[str]
+    #: Whether tables live in a named schema (``/*schema*/`` in the SQL).
+    has_schema: ClassVar[bool] = False
     #: Whether inserts and state changes can notify other processes (LISTEN/NOTIFY).
     supports_notify: ClassVar[bool] = False
     #: Whether every write runs in an explicit transaction (SQLite: BEGIN IMMEDIATE) or as
@@ -69,6 +87,8 @@ class Dialect:
     answers_can_be_lost: ClassVar[bool] = False
     #: The notification channel (``:channel`` in the queries), where the database has one.
     channel: str | None = None
+    #: Queries only this dialect's algorithms and executor run (the rest: :data:`CORE_QUERIES`).
+    own_queries: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, prefix: str, schema: str | None, paramstyle: Paramstyle) -> None:
         self.prefix = prefix

@@ -52,6 +52,7 @@ class PostgresDialect(Dialect):
     name: ClassVar[str] = "postgres"
     package: ClassVar[str] = "relaybus.stores.postgres"
     supports_notify: ClassVar[bool] = True
+    has_schema: ClassVar[bool] = True
     write_in_transaction: ClassVar[bool] = False
     answers_can_be_lost: ClassVar[bool] = True
     own_queries: ClassVar[frozenset[str]] = frozenset(

@@ -102,6 +102,11 @@ class PostgresStore(SQLStore):
             auto_migrate=auto_migrate,
         )
 
+    @classmethod
+    def from_dsn(cls, dsn: str, *, prefix: str, schema: str | None = None) -> PostgresStore:
+        """A store of its own pool for ``postgresql://...`` (``relaybus migrate``)."""
+        return cls(dsn, prefix=prefix, schema=schema or "public")
+
     def __repr__(self) -> str:
         dsn = self._executor.dsn
         target = mask_dsn(dsn) if dsn is not None else "<asyncpg.Pool>"

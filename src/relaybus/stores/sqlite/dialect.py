@@ -34,7 +34,7 @@ class SQLiteDialect(Dialect):
         {
             "journal_mode", "synchronous", "begin", "commit", "rollback", "insert_job",
             "last_insert_id", "insert_unique_job", "find_holder", "replace_job",
-            "first_available", "claim", "claim_one", "complete_runs", "end_run",
+            "first_available", "claim", "claim_one", "unclaim", "complete_runs", "end_run",
         }
     )  # fmt: skip
 

@@ -44,6 +44,15 @@ class SQLiteStore(SQLStore):
             dialect, executor, clock=clock or SystemClock(), db_clock=False, auto_migrate=True
         )
 
+    @classmethod
+    def from_dsn(cls, dsn: str, *, prefix: str, schema: str | None = None) -> SQLiteStore:
+        """``sqlite:///relative/path``, ``sqlite:////absolute/path`` or a bare file path
+        (``schema`` is ignored: SQLite has none)."""
+        path = dsn.removeprefix("sqlite://") if dsn.startswith("sqlite://") else dsn
+        if dsn.startswith("sqlite://") and path.startswith("/") and not path.startswith("//"):
+            path = path[1:]
+        return cls(path or ":memory:", prefix=prefix)
+
     def __repr__(self) -> str:
         if self.prefix == "relaybus_":
             return f"SQLiteStore({self.path!r})"
