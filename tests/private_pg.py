@@ -127,8 +127,15 @@ class PrivatePostgres:
         _RUNNING.add(self)
         for attempt in range(3):
             self._write_port()
-            result = self._pg_ctl("start", "-w", "-t", str(int(self.start_timeout)),
-                                  "-l", str(self.logfile), check=False)
+            result = self._pg_ctl(
+                "start",
+                "-w",
+                "-t",
+                str(int(self.start_timeout)),
+                "-l",
+                str(self.logfile),
+                check=False,
+            )
             if result.returncode == 0:
                 self._wait_ready()
                 self._started = True
@@ -169,8 +176,9 @@ class PrivatePostgres:
 
     # ---------------------------------------------------------------- internals
 
-    def _run(self, *cmd: str, check: bool = True, timeout: float = 120
-             ) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *cmd: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         argv = list(cmd)
         if self.as_root:
             argv = ["runuser", "-u", self.user, "--", *argv]
@@ -178,7 +186,12 @@ class PrivatePostgres:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
         result = subprocess.run(
-            argv, cwd=self.base, env=env, capture_output=True, text=True, timeout=timeout,
+            argv,
+            cwd=self.base,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
         if check and result.returncode != 0:
@@ -193,8 +206,15 @@ class PrivatePostgres:
 
     def _initdb(self) -> None:
         self._run(
-            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
         )
         conf = self.data / "postgresql.conf"
         with conf.open("a") as out:  # appending keeps the file's owner (postgres)
@@ -223,8 +243,20 @@ class PrivatePostgres:
         deadline = time.monotonic() + self.start_timeout
         isready = str(self.bindir / "pg_isready")
         while True:
-            result = self._run(isready, "-q", "-h", "127.0.0.1", "-p", str(self.port),
-                               "-U", "postgres", "-d", "postgres", check=False, timeout=10)
+            result = self._run(
+                isready,
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                check=False,
+                timeout=10,
+            )
             if result.returncode == 0:
                 return
             if time.monotonic() > deadline:

@@ -327,9 +327,7 @@ async def test_database_restart_under_load(
         procs.stop_all()
 
 
-async def _restart_under_load(
-    server: PrivatePostgres, target: Target, procs: Processes
-) -> None:
+async def _restart_under_load(server: PrivatePostgres, target: Target, procs: Processes) -> None:
     total = 3000
     async with target.bus() as bus:
         for start in range(0, total, 1000):

@@ -131,3 +131,13 @@ async def test_every_postgres_query_prepares() -> None:
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+def test_fragments_are_shared_text_not_queries() -> None:
+    from relaybus.stores._sql.queries import parse_queries
+
+    text = "-- fragment: part\nx = :x\n\n-- name: one\nSELECT /*fragment:part*/\n\n-- name: two\n"
+    text += "SELECT 1 WHERE /*fragment:part*/"
+    assert parse_queries(text) == {"one": "SELECT x = :x", "two": "SELECT 1 WHERE x = :x"}
+    with pytest.raises(ValueError, match="unknown fragment"):
+        parse_queries("-- name: q\nSELECT /*fragment:nope*/")

@@ -1,7 +1,8 @@
 """Named SQL queries and numbered migrations, loaded from ``.sql`` files shipped in a package.
 
 A query file holds blocks that start with ``-- name: query_name``; everything up to the next such
-line is the query. Every dialect names the same operation with the same query name and writes
+line is the query (``-- fragment:`` blocks are text that queries share, see
+:func:`parse_queries`). Every dialect names the same operation with the same query name and writes
 its binds as ``:name``; :func:`compile_query` turns them once, at load time, into the client
 library's placeholder style. The only text substituted into SQL is the table prefix (and schema),
 at the explicit markers ``/*prefix*/`` (and ``/*schema*/``), after validation as an identifier;
@@ -28,7 +29,8 @@ __all__ = [
     "render",
 ]
 
-_NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_NAME_LINE = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_FRAGMENT = re.compile(r"/\*fragment:([a-z_][a-z0-9_]*)\*/")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: ``named``: ``:name`` kept (sqlite3); ``numeric``: ``$1`` (asyncpg); ``pyformat``:
@@ -120,17 +122,30 @@ def compile_query(name: str, sql: str, style: Paramstyle) -> Query:
 
 
 def parse_queries(text: str) -> dict[str, str]:
-    """Split a file of ``-- name:`` blocks into {name: sql}."""
+    """Split a file of ``-- name:`` blocks into {name: sql}.
+
+    A ``-- fragment: part`` block is not a query: it is text that queries of the same file
+    share, put in at a ``/*fragment:part*/`` marker (one statement's CTE used by two queries).
+    """
     matches = list(_NAME_LINE.finditer(text))
     queries: dict[str, str] = {}
+    fragments: dict[str, str] = {}
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         body = text[match.end() : end].strip()
-        name = match.group(1)
-        if name in queries:
+        kind, name = match.group(1), match.group(2)
+        found = queries if kind == "name" else fragments
+        if name in queries or name in fragments:
             raise ValueError(f"query {name!r} is defined twice")
-        queries[name] = body
-    return queries
+        found[name] = body
+
+    def fragment(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in fragments:
+            raise ValueError(f"unknown fragment {name!r}")
+        return fragments[name]
+
+    return {name: _FRAGMENT.sub(fragment, sql) for name, sql in queries.items()}
 
 
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:

@@ -305,99 +305,9 @@ ORDER BY i.ord;
 
 -- -------------------------------------------------------------------------------- working (own)
 
--- name: fetch
--- Claim up to :limit available jobs of :queue for :node, in (priority, scheduled_at, id) order.
--- Jobs rescued :isolate_after times or more run alone: only when :idle and at the head of the
--- line.
-WITH head AS MATERIALIZED (
-    SELECT id, rescues FROM /*schema*/./*prefix*/jobs
-    WHERE state = 'available' AND queue = :queue::text AND :idle::boolean AND :limit::integer > 0
-    ORDER BY priority, scheduled_at, id
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED
-),
-rest AS MATERIALIZED (
-    SELECT id FROM /*schema*/./*prefix*/jobs
-    WHERE state = 'available' AND queue = :queue::text AND rescues < :isolate_after::integer
-        AND NOT EXISTS (SELECT 1 FROM head WHERE head.rescues >= :isolate_after::integer)
-    ORDER BY priority, scheduled_at, id
-    LIMIT :limit::integer
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE /*schema*/./*prefix*/jobs j SET
-    state = 'running',
-    attempt = j.attempt + 1,
-    attempted_at = coalesce(:now::timestamptz, now()),
-    attempted_by = :node::text
--- By primary key from an array, never a join: a generic plan cannot know LIMIT :limit and might
--- otherwise hash-join against the whole table.
-WHERE j.id = ANY (ARRAY(
-    SELECT id FROM head WHERE rescues >= :isolate_after::integer
-    UNION ALL
-    SELECT id FROM rest
-))
-RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
-    j.payload, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
-
--- name: end_runs
--- Apply decided run ends by primary key, fenced on (state = running, attempt). Binds: now, and
--- one array element per run: ids, attempts, states, refunds, rescued, delays (NULL: keep
--- scheduled_at), finalize, errors (JSON objects or NULL); channel; running. Returns the ids
--- applied.
-WITH upd AS (
-    UPDATE /*schema*/./*prefix*/jobs j SET
-        state = c.state,
-        attempt = j.attempt - c.refund,
-        rescues = j.rescues + c.rescued,
-        scheduled_at = CASE WHEN c.delay IS NULL THEN j.scheduled_at
-            ELSE coalesce(:now::timestamptz, now()) + make_interval(secs => c.delay) END,
-        finalized_at = CASE WHEN c.finalize THEN coalesce(:now::timestamptz, now()) END,
-        errors = CASE WHEN c.error IS NULL THEN j.errors
-            ELSE j.errors || jsonb_build_array(c.error::jsonb) END
-    FROM unnest(
-        :ids::bigint[], :attempts::integer[], :states::text[], :refunds::integer[],
-        :rescued::integer[], :delays::float8[], :finalize::boolean[], :errors::text[]
-    ) AS c(id, attempt, state, refund, rescued, delay, finalize, error)
-    -- :running is 'running': a bind, not a literal, so that no plan can pick the partial index
-    -- of running jobs (full of dead entries between vacuums) over the primary key.
-    WHERE j.id = ANY (:ids::bigint[]) AND j.id = c.id
-        AND j.state = :running::text AND j.attempt = c.attempt
-    RETURNING j.id, j.state, j.queue
-),
-notified AS (
-    SELECT pg_notify(:channel::text, q.queue)
-    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
-)
-SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM upd;
-
--- name: end_runs_and_fetch
--- end_runs and fetch in one statement (one round trip, one commit per cycle of a node). The
--- ends touch only running rows and the claim only available rows, so no row is modified twice;
--- both see one snapshot.
-WITH upd AS (
-    UPDATE /*schema*/./*prefix*/jobs j SET
-        state = c.state,
-        attempt = j.attempt - c.refund,
-        rescues = j.rescues + c.rescued,
-        scheduled_at = CASE WHEN c.delay IS NULL THEN j.scheduled_at
-            ELSE coalesce(:now::timestamptz, now()) + make_interval(secs => c.delay) END,
-        finalized_at = CASE WHEN c.finalize THEN coalesce(:now::timestamptz, now()) END,
-        errors = CASE WHEN c.error IS NULL THEN j.errors
-            ELSE j.errors || jsonb_build_array(c.error::jsonb) END
-    FROM unnest(
-        :ids::bigint[], :attempts::integer[], :states::text[], :refunds::integer[],
-        :rescued::integer[], :delays::float8[], :finalize::boolean[], :errors::text[]
-    ) AS c(id, attempt, state, refund, rescued, delay, finalize, error)
-    -- :running is 'running': a bind, not a literal, so that no plan can pick the partial index
-    -- of running jobs (full of dead entries between vacuums) over the primary key.
-    WHERE j.id = ANY (:ids::bigint[]) AND j.id = c.id
-        AND j.state = :running::text AND j.attempt = c.attempt
-    RETURNING j.id, j.state, j.queue
-),
-notified AS (
-    SELECT count(pg_notify(:channel::text, q.queue)) AS n
-    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
-),
+-- fragment: claim_ctes
+-- The CTEs of fetch and end_runs_and_fetch that pick the jobs to claim: head (an idle node's
+-- next job, which runs alone if it is a suspect) and rest (the others, suspects excluded).
 head AS MATERIALIZED (
     SELECT id, rescues FROM /*schema*/./*prefix*/jobs
     WHERE state = 'available' AND queue = :queue::text AND :idle::boolean AND :limit::integer > 0
@@ -413,6 +323,76 @@ rest AS MATERIALIZED (
     LIMIT :limit::integer
     FOR UPDATE SKIP LOCKED
 )
+
+-- name: fetch
+-- Claim up to :limit available jobs of :queue for :node, in (priority, scheduled_at, id) order.
+-- Jobs rescued :isolate_after times or more run alone: only when :idle and at the head of the
+-- line.
+WITH /*fragment:claim_ctes*/
+
+UPDATE /*schema*/./*prefix*/jobs j SET
+    state = 'running',
+    attempt = j.attempt + 1,
+    attempted_at = coalesce(:now::timestamptz, now()),
+    attempted_by = :node::text
+-- By primary key from an array, never a join: a generic plan cannot know LIMIT :limit and might
+-- otherwise hash-join against the whole table.
+WHERE j.id = ANY (ARRAY(
+    SELECT id FROM head WHERE rescues >= :isolate_after::integer
+    UNION ALL
+    SELECT id FROM rest
+))
+RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts,
+    j.payload, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
+
+-- fragment: end_runs_update
+-- The UPDATE of end_runs and end_runs_and_fetch (a CTE of both).
+    UPDATE /*schema*/./*prefix*/jobs j SET
+        state = c.state,
+        attempt = j.attempt - c.refund,
+        rescues = j.rescues + c.rescued,
+        scheduled_at = CASE WHEN c.delay IS NULL THEN j.scheduled_at
+            ELSE coalesce(:now::timestamptz, now()) + make_interval(secs => c.delay) END,
+        finalized_at = CASE WHEN c.finalize THEN coalesce(:now::timestamptz, now()) END,
+        errors = CASE WHEN c.error IS NULL THEN j.errors
+            ELSE j.errors || jsonb_build_array(c.error::jsonb) END
+    FROM unnest(
+        :ids::bigint[], :attempts::integer[], :states::text[], :refunds::integer[],
+        :rescued::integer[], :delays::float8[], :finalize::boolean[], :errors::text[]
+    ) AS c(id, attempt, state, refund, rescued, delay, finalize, error)
+    -- :running is 'running': a bind, not a literal, so that no plan can pick the partial index
+    -- of running jobs (full of dead entries between vacuums) over the primary key.
+    WHERE j.id = ANY (:ids::bigint[]) AND j.id = c.id
+        AND j.state = :running::text AND j.attempt = c.attempt
+    RETURNING j.id, j.state, j.queue
+
+-- name: end_runs
+-- Apply decided run ends by primary key, fenced on (state = running, attempt). Binds: now, and
+-- one array element per run: ids, attempts, states, refunds, rescued, delays (NULL: keep
+-- scheduled_at), finalize, errors (JSON objects or NULL); channel; running. Returns the ids
+-- applied.
+WITH upd AS (
+/*fragment:end_runs_update*/
+),
+notified AS (
+    SELECT pg_notify(:channel::text, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+)
+SELECT array_agg(id) AS ids, (SELECT count(*) FROM notified) AS notified FROM upd;
+
+-- name: end_runs_and_fetch
+-- end_runs and fetch in one statement (one round trip, one commit per cycle of a node). The
+-- ends touch only running rows and the claim only available rows, so no row is modified twice;
+-- both see one snapshot.
+WITH upd AS (
+/*fragment:end_runs_update*/
+),
+notified AS (
+    SELECT count(pg_notify(:channel::text, q.queue)) AS n
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') q
+),
+/*fragment:claim_ctes*/
+
 UPDATE /*schema*/./*prefix*/jobs j SET
     state = 'running',
     attempt = j.attempt + 1,
