@@ -866,3 +866,18 @@ async def test_a_release_of_orphans_never_returns_a_claim_made_meanwhile(
     assert await pg.heartbeat(HeartbeatParams("n", 30, [(c.id, c.attempt) for c in claimed])) == []
     states = {i: (await pg.get(i)).state for i in ids}  # type: ignore[union-attr]
     assert sorted(states.values()) == sorted([S.RUNNING, S.RUNNING, S.AVAILABLE, S.AVAILABLE])
+
+
+async def test_a_dsn_application_name_is_kept(schema: str, admin: Any) -> None:
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(
+        f"{PG_DSN}?application_name={name}", schema=schema, auto_migrate=True, min_size=1
+    )
+    await store.open()
+    try:
+        async with store.pool.borrow() as conn:
+            pid = conn.get_server_pid()
+        query = "SELECT application_name FROM pg_stat_activity WHERE pid = $1"
+        assert await admin.fetchval(query, pid) == name
+    finally:
+        await store.close()

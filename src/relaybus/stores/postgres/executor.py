@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
@@ -30,6 +31,14 @@ _logger = logging.getLogger("relaybus.postgres")
 #: Seconds a new connection may take (asyncpg's default is 60): a server that is restarting can
 #: accept a socket and answer late; the runtime retries sooner.
 CONNECT_TIMEOUT = 10.0
+
+
+def _dsn_application_name(dsn: str | None) -> str | None:
+    """The ``application_name`` a DSN sets (``postgresql://...?application_name=x``), if any."""
+    if dsn is None:
+        return None
+    values = parse_qs(urlsplit(dsn).query).get("application_name")
+    return values[-1] if values else None
 
 
 def _rowcount(status: str) -> int:
@@ -94,6 +103,9 @@ class AsyncpgExecutor:
         self._own_pool = self.dsn is not None
         self._q = queries
         self._session = dict(session)
+        named = _dsn_application_name(self.dsn)
+        if named is not None:  # the user's name for the store's connections wins
+            self._session["application_name"] = named
         self._min_size = min_size
         self._max_size = max_size
         self._listeners: set[Listener] = set()
@@ -205,6 +217,9 @@ class AsyncpgExecutor:
         await listener.start()
         return listener.stop
 
+    def _listen_name(self) -> str:
+        return _dsn_application_name(self.dsn) or "relaybus-listen"
+
     async def listen_connection(self) -> tuple[Any, Callable[[], Awaitable[None]]]:
         """A connection for LISTEN: a dedicated one from the DSN, or one held from the
         user's pool; and how to give it back."""
@@ -212,7 +227,7 @@ class AsyncpgExecutor:
             conn = await asyncpg.connect(
                 self.dsn,
                 timeout=CONNECT_TIMEOUT,
-                server_settings={"application_name": "relaybus-listen"},
+                server_settings={"application_name": self._listen_name()},
             )
 
             async def close() -> None:
