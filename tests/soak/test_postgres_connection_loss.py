@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import pytest
 
 import relaybus as rb
 from tests.stores import PG_DSN, server_missing
