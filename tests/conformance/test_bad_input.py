@@ -208,3 +208,29 @@ async def test_a_running_worker_survives_bad_rows(store) -> None:
 
 async def _noop(event: object, ctx: rb.Context) -> None:
     return None
+
+
+async def test_a_job_whose_meta_does_not_decode_is_a_job_error(store) -> None:
+    """Meta corrupted in the database (here: a JSON array) is the job's recorded decode_error;
+    the job never reaches its handler and the jobs around it run."""
+    from tests.driver.test_corrupt_rows import corrupt
+
+    ran: list[int] = []
+    bus = rb.Bus(store=store)
+
+    @bus.job(Ping, name="conf.meta.ping", max_attempts=1)
+    async def ping(event: Ping, ctx: rb.Context) -> None:
+        ran.append(event.n)
+
+    async with bus:
+        first, bad, last = [one_id(await bus.dispatch(Ping(n))) for n in (1, 2, 3)]
+        await corrupt(store, bad, "meta", "[1, 2]")
+        assert await drain(bus) == 3
+        assert ran == [1, 3]
+        job = await job_of(bus, bad)
+        assert job.state is S.DISCARDED
+        assert [(e.kind, e.message) for e in job.errors] == [
+            ("decode_error", "meta is a JSON array, not an object")
+        ]
+        for ok in (first, last):
+            assert (await job_of(bus, ok)).state is S.COMPLETED

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._codec import decode_json, decode_payload
+from .._codec import decode_payload, meta_object
 from .._driver import (
     Claimed,
     Completion,
@@ -88,7 +88,7 @@ class _Row:
             attempt=self.attempt,
             max_attempts=self.max_attempts,
             payload=decode_payload(self.payload),
-            meta=decode_json(self.meta) or {},
+            meta=meta_object(self.meta)[0],
             errors=tuple(self.errors),
             inserted_at=self.inserted_at,
             scheduled_at=self.scheduled_at,
@@ -281,6 +281,7 @@ class MemoryStore:
         return claimed
 
     def _claim(self, row: _Row, node: str, now: datetime) -> Claimed:
+        meta, problem = meta_object(row.meta)
         row.state = _RUNNING
         self._running.add(row.id)
         row.attempt += 1
@@ -295,11 +296,12 @@ class MemoryStore:
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             payload=row.payload,
-            meta=decode_json(row.meta) if row.meta != b"{}" else {},
+            meta=meta,
             inserted_at=row.inserted_at,
             scheduled_at=row.scheduled_at,
             timeout=row.timeout,
             rescues=row.rescues,
+            problem=problem,
         )
 
     async def complete_many(self, completions: Sequence[Completion]) -> list[int]:

@@ -1,6 +1,7 @@
 -- Named queries of the SQLite dialect. /*prefix*/ is the table prefix; every value is a bound
--- :name parameter. Times are Unix epoch seconds. Payload, meta and errors are read back CAST AS
--- BLOB, so a corrupted row (not UTF-8, not JSON) never fails in the driver. Queries apply the
+-- :name parameter. Times are Unix epoch seconds. Text and JSON columns are read back CAST AS
+-- BLOB, so a corrupted row (not UTF-8, not JSON) never fails in the driver (the core decodes
+-- them, see stores/_sql/rows.py). Queries apply the
 -- values the core decided (relaybus._jobrules); none of them chooses a job's state.
 --
 -- Errors are appended with the same expression everywhere:
@@ -108,15 +109,17 @@ WHERE id IN (
     ORDER BY priority, scheduled_at, id
     LIMIT :limit
 )
-RETURNING id, handler, event, queue, priority, attempt, max_attempts, CAST(payload AS BLOB),
-    CAST(meta AS BLOB), inserted_at, scheduled_at, timeout, rescues
+RETURNING id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), inserted_at,
+    scheduled_at, timeout, rescues
 
 -- name: claim_one
 UPDATE /*prefix*/jobs
 SET state = 'running', attempt = attempt + 1, attempted_at = :now, attempted_by = :node
 WHERE id = :id AND state = 'available'
-RETURNING id, handler, event, queue, priority, attempt, max_attempts, CAST(payload AS BLOB),
-    CAST(meta AS BLOB), inserted_at, scheduled_at, timeout, rescues
+RETURNING id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), inserted_at,
+    scheduled_at, timeout, rescues
 
 -- name: unclaim
 UPDATE /*prefix*/jobs SET state = 'available', attempt = attempt - 1
@@ -245,15 +248,15 @@ WHERE id IN (
 -- ------------------------------------------------------------------------------------ admin
 
 -- name: get_job
-SELECT id, handler, event, queue, priority, state, attempt, max_attempts,
-    CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
-    inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
+SELECT id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority, state,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
+    inserted_at, scheduled_at, attempted_at, CAST(attempted_by AS BLOB), finalized_at
 FROM /*prefix*/jobs WHERE id = :id
 
 -- name: list_jobs
-SELECT id, handler, event, queue, priority, state, attempt, max_attempts,
-    CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
-    inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
+SELECT id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority, state,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
+    inserted_at, scheduled_at, attempted_at, CAST(attempted_by AS BLOB), finalized_at
 FROM /*prefix*/jobs
 WHERE (:state IS NULL OR state = :state)
     AND (:queue IS NULL OR queue = :queue)
