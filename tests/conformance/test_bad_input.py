@@ -234,3 +234,32 @@ async def test_a_job_whose_meta_does_not_decode_is_a_job_error(store) -> None:
         ]
         for ok in (first, last):
             assert (await job_of(bus, ok)).state is S.COMPLETED
+
+
+async def test_a_job_id_that_is_not_an_integer_is_a_type_error(store) -> None:
+    bus = rb.Bus(store=store)
+    async with bus:
+        for bad in ("1 OR 1=1", 1.5, True, None):
+            with pytest.raises(TypeError, match="a job id is an integer"):
+                await bus.jobs.get(bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="a job id is an integer"):
+                await bus.jobs.retry(bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="a job id is an integer"):
+                await bus.jobs.cancel(bad)  # type: ignore[arg-type]
+
+
+def test_an_empty_event_name_attribute_is_rejected() -> None:
+    @dataclass(frozen=True)
+    class Nameless(rb.Event):
+        event_name = ""
+
+    bus = rb.Bus()
+    with pytest.raises(rb.ConfigurationError, match="invalid event name ''"):
+        bus.on(Nameless)(_noop)
+
+
+def test_rejection_messages_quote_at_most_about_100_characters() -> None:
+    bus = rb.Bus()
+    with pytest.raises(rb.ConfigurationError) as caught:
+        bus.job(Ping, queue="x" * 5000)(_noop)
+    assert len(str(caught.value)) < 200
