@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..._clock import Clock
-from ..._driver import Claimed, Completion, FetchParams, Inserted, NewJob
+from ..._driver import Claimed, Completion, FetchParams, HeartbeatParams, Inserted, NewJob
 from ..._errors import StoreError
 from ..._jobrules import end_of_run
 from .admin import AdminOps
@@ -188,7 +188,7 @@ class SQLStore(AdminOps, MaintenanceOps):
         done = set(applied)
         return [job_id for job_id in dict.fromkeys(c.id for c in completions) if job_id in done]
 
-    async def heartbeat(self, params: Any) -> list[int]:
+    async def heartbeat(self, params: HeartbeatParams) -> list[int]:
         ledger = self._ledger
         node = params.node
         if ledger is not None:
