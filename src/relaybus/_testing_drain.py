@@ -6,6 +6,7 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from ._context import ContextFactory
 from ._driver import FetchParams, HeartbeatParams, StageParams
 from ._runtime.executor import Executor
 
@@ -25,7 +26,13 @@ async def drain(bus: Bus[Any], *, queues: list[str] | None = None, max_jobs: int
     """
     store = bus.store
     node = f"drain-{os.getpid()}-{secrets.token_hex(3)}"
-    executor = Executor(bus)
+    executor = Executor(
+        registry=bus.registry,
+        middleware=bus.middleware,
+        contexts=ContextFactory(bus, bus.handler_logger),
+        logger=bus.logger.getChild("worker"),
+        clock=store.clock,
+    )
     ran = 0
     await store.heartbeat(HeartbeatParams(node, ttl=86400.0))
     try:
