@@ -20,7 +20,7 @@ from ._middleware import (
     run_with_middleware,
 )
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._plan import JobOptions, Plan
+from ._plan import JobOptions, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
 from ._types import DispatchResult, InsertResult
 from ._validate import check_name, optional_seconds
@@ -318,7 +318,7 @@ class Bus(Generic[S]):
         plans = [self._plan(type(event)) for event in events]  # EventError for a non-event
         results = [DispatchResult(event, []) for event in events]
         if any(plan.jobs for plan in plans):
-            options = JobOptions.build(meta, delay_s, at, priority, queue)
+            options = JobOptions.build(meta, delay_s, at, priority, queue, self.max_payload_bytes)
             await self._insert_jobs(events, plans, results, options, conn)
         failures: list[Exception] = []
         for event, plan in zip(events, plans, strict=True):
@@ -345,24 +345,12 @@ class Bus(Generic[S]):
         conn: Any,
     ) -> None:
         """Build the rows, insert them in one ``insert_many``, record the outcomes."""
-        new_jobs, owners = self._build_jobs(events, plans, options)
+        new_jobs, owners = build_jobs(events, plans, options)
         inserted = await self.store.insert_many(new_jobs, conn)
         woken = _record_inserted(results, owners, new_jobs, inserted)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:
                 self.wake(name)
-
-    def _build_jobs(
-        self, events: list[Any], plans: list[Plan], options: JobOptions
-    ) -> tuple[list[NewJob], list[int]]:
-        """One ``NewJob`` per (event, job handler), and the index of each one's event."""
-        max_bytes = self.max_payload_bytes
-        new_jobs: list[NewJob] = []
-        owners: list[int] = []
-        for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
-            if plan.templates:
-                plan.add_jobs(plan.encode(event, max_bytes), options, index, new_jobs, owners)
-        return new_jobs, owners
 
     async def _run_inline(
         self, event: Any, plan: Plan, meta: dict[str, Any], failures: list[Exception]

@@ -2,8 +2,8 @@
 
 A :class:`Plan` is cached per event class (and registry version) by the Bus. Everything the jobs
 of one handler share is computed once, in its :class:`JobTemplate`; a dispatch call's options are
-checked once, into :class:`JobOptions`; building a row is then one ``NewJob`` per job handler,
-with no other allocation per job (``Bus._insert_jobs`` is a hot path).
+checked once, into :class:`JobOptions`; :func:`build_jobs` then makes one ``NewJob`` per job
+handler, with no other allocation or call per job (``Bus._insert_jobs`` is a hot path).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._handlers import InlineSpec, JobSpec, Registry
 from ._options import Unique
 from ._types import JobState
 
-__all__ = ["JobOptions", "JobTemplate", "Plan"]
+__all__ = ["JobOptions", "JobTemplate", "Plan", "build_jobs"]
 
 _encode_meta = msgspec.json.Encoder().encode
 _decode_payload = msgspec.json.decode
@@ -61,6 +61,7 @@ class JobOptions:
     at: datetime | None
     priority: int | None
     queue: str | None
+    max_bytes: int  # the bus's max_payload_bytes
 
     @classmethod
     def build(
@@ -70,8 +71,10 @@ class JobOptions:
         at: datetime | None,
         priority: int | None,
         queue: str | None,
+        max_bytes: int,
     ) -> JobOptions:
-        return cls(meta, _encode_meta(meta) if meta else _EMPTY_META, delay, at, priority, queue)
+        meta_json = _encode_meta(meta) if meta else _EMPTY_META
+        return cls(meta, meta_json, delay, at, priority, queue, max_bytes)
 
 
 class Plan:
@@ -86,37 +89,42 @@ class Plan:
         self.templates = [JobTemplate(spec) for spec in self.jobs]
         self.version = registry.version
 
-    def encode(self, event: Any, max_bytes: int) -> bytes:
-        """The event's payload, checked against the bus's ``max_payload_bytes``."""
-        payload = self.codec.encode(event)
-        if len(payload) > max_bytes:
-            raise PayloadTooLarge(
-                f"event {self.codec.name!r} encodes to {len(payload)} bytes, over the bus's "
-                f"max_payload_bytes of {max_bytes}"
-            )
-        return payload
+    def too_large(self, payload: bytes, max_bytes: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"event {self.codec.name!r} encodes to {len(payload)} bytes, over the bus's "
+            f"max_payload_bytes of {max_bytes}"
+        )
 
-    def add_jobs(
-        self,
-        payload: bytes,
-        options: JobOptions,
-        owner: int,
-        jobs: list[NewJob],
-        owners: list[int],
-    ) -> None:
-        """Append one ``NewJob`` per job handler to ``jobs``, and ``owner`` (the event's index)
-        to ``owners`` for each."""
-        event_name = self.codec.name
-        queue, priority, delay, at = options.queue, options.priority, options.delay, options.at
-        meta_json = options.meta_json
-        decoded: Any = None  # the payload as builtins, decoded once for unique keys
-        for t in self.templates:
+
+
+def build_jobs(
+    events: list[Any], plans: list[Plan], options: JobOptions
+) -> tuple[list[NewJob], list[int]]:
+    """One ``NewJob`` per (event, job handler), in order, and the index of each one's event.
+
+    Each payload is encoded once (and checked against ``options.max_bytes``) and, only for
+    unique handlers, decoded once into builtins for the unique key. One loop, no call per
+    event: this runs for every dispatched job.
+    """
+    queue, priority, delay, at = options.queue, options.priority, options.delay, options.at
+    meta, meta_json, max_bytes = options.meta, options.meta_json, options.max_bytes
+    jobs: list[NewJob] = []
+    owners: list[int] = []
+    for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
+        if not plan.templates:
+            continue
+        payload = plan.codec.encode(event)
+        if len(payload) > max_bytes:
+            raise plan.too_large(payload, max_bytes)
+        event_name = plan.codec.name
+        decoded: Any = None  # the payload as builtins, for unique keys
+        for t in plan.templates:
             job_queue = queue or t.queue
             key = None
             if t.unique is not None:
                 if decoded is None:
                     decoded = _decode_payload(payload)
-                key = t.unique.base_key(t.name, job_queue, decoded, options.meta)
+                key = t.unique.base_key(t.name, job_queue, decoded, meta)
             jobs.append(
                 NewJob(
                     t.name,
@@ -135,4 +143,5 @@ class Plan:
                     t.replace,
                 )
             )
-            owners.append(owner)
+            owners.append(index)
+    return jobs, owners

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from .._clock import Clock
 from .._context import ContextFactory
@@ -45,6 +46,20 @@ class _Deadline:
     def _fire(self) -> None:
         self.expired = True
         self.task.cancel()
+
+
+def _job_info(job: Claimed) -> JobInfo:
+    return JobInfo(
+        job.id,
+        job.handler,
+        job.attempt,
+        job.max_attempts,
+        job.queue,
+        job.priority,
+        job.meta,
+        job.inserted_at,
+        job.scheduled_at,
+    )
 
 
 def _asked_to_cancel() -> bool:
@@ -131,22 +146,11 @@ class Executor:
                 "decode_error",
                 f"payload does not decode into {spec.event.__qualname__}: {exc}",
             )
-        ctx = self._contexts(
-            event,
-            spec.name,
-            job.meta,
-            JobInfo(
-                job.id,
-                job.handler,
-                job.attempt,
-                job.max_attempts,
-                job.queue,
-                job.priority,
-                job.meta,
-                job.inserted_at,
-                job.scheduled_at,
-            ),
-        )
+        return await self._run(job, spec, event)
+
+    async def _run(self, job: Claimed, spec: JobSpec, event: Any) -> Completion:
+        """Run the handler (inside the middleware) and map how it ended to a Completion."""
+        ctx = self._contexts(event, spec.name, job.meta, _job_info(job))
         middleware = self._middleware
         try:
             if middleware:

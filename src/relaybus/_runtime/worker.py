@@ -58,15 +58,7 @@ class WorkerConfig:
         retention: Retention | None,
         handle_signals: bool,
     ) -> WorkerConfig:
-        queues = {"default": 10} if queues is None else dict(queues)
-        if not queues:
-            raise ConfigurationError("queues= must name at least one queue")
-        for name, concurrency in queues.items():
-            check_name("queue", name)
-            if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-                raise ConfigurationError(
-                    f"queue {name!r} concurrency must be an integer >= 1, not {concurrency!r}"
-                )
+        queues = _check_queues({"default": 10} if queues is None else dict(queues))
         if node is not None:
             check_name("node", node)
         if not isinstance(max_rescues, int) or max_rescues < 1:
@@ -92,6 +84,18 @@ class WorkerConfig:
             handle_signals=handle_signals,
             **intervals,
         )
+
+
+def _check_queues(queues: dict[str, int]) -> dict[str, int]:
+    if not queues:
+        raise ConfigurationError("queues= must name at least one queue")
+    for name, concurrency in queues.items():
+        check_name("queue", name)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ConfigurationError(
+                f"queue {name!r} concurrency must be an integer >= 1, not {concurrency!r}"
+            )
+    return queues
 
 
 class Worker:
