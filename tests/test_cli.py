@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from relaybus.cli import DIALECT_PACKAGES, full_schema, main
+from relaybus.cli import dialects, full_schema, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def available_dialects() -> list[str]:
-    found = []
-    for dialect, package in DIALECT_PACKAGES.items():
-        try:
-            __import__(package)
-        except ModuleNotFoundError:
-            continue
-        found.append(dialect)
-    return found
+    return dialects()
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])

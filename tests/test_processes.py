@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import relaybus as rb
+from tests.private_pg import PrivatePostgres
 from tests.procs.app import Work, build_bus
 from tests.stores import PG_DSN, server_missing
 
@@ -50,7 +51,7 @@ class Target:
 
 
 @asynccontextmanager
-async def make_target(kind: str, tmp_path: Path) -> AsyncIterator[Target]:
+async def make_target(kind: str, tmp_path: Path, dsn: str = PG_DSN) -> AsyncIterator[Target]:
     log = tmp_path / "runs.log"
     if kind == "sqlite":
         path = tmp_path / "jobs.db"
@@ -62,17 +63,17 @@ async def make_target(kind: str, tmp_path: Path) -> AsyncIterator[Target]:
     asyncpg = pytest.importorskip("asyncpg")
     schema = f"procs_{uuid.uuid4().hex[:10]}"
     try:
-        conn = await asyncpg.connect(PG_DSN)
+        conn = await asyncpg.connect(dsn)
     except (OSError, asyncpg.PostgresError) as exc:
         server_missing("PostgreSQL", exc)
     try:
         await conn.execute(f'CREATE SCHEMA "{schema}"')
-        target = Target("postgres", PG_DSN, schema, log)
+        target = Target("postgres", dsn, schema, log)
         await target.bus().store.migrate()
         yield target
     finally:
         if conn.is_closed():
-            conn = await asyncpg.connect(PG_DSN)
+            conn = await asyncpg.connect(dsn)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
 
@@ -86,6 +87,22 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 @pytest.fixture
 async def pg_target(tmp_path: Path) -> AsyncIterator[Target]:
     async with make_target("postgres", tmp_path) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL server (fresh initdb, own port and directory) for the tests that
+    crash or restart a server: the shared one serves every test run on the machine and is
+    never stopped by a test. Stopped, killed if need be, and removed at teardown."""
+    with PrivatePostgres.running() as server:
+        yield server
+
+
+@pytest.fixture
+async def private_pg_target(private_pg: PrivatePostgres, tmp_path: Path) -> AsyncIterator[Target]:
+    """A migrated schema on the private server."""
+    async with make_target("postgres", tmp_path, dsn=private_pg.dsn) as made:
         yield made
 
 
@@ -297,26 +314,20 @@ async def test_concurrent_unique_inserts_from_many_processes(target: Target) -> 
         assert len(await bus.jobs.list(handler="procs.unique")) == 1
 
 
-def restart_postgres() -> None:
-    versions = sorted(os.listdir("/etc/postgresql"))
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart",
-         "-m", "immediate"],
-        check=True,
-        timeout=120,
-    )
-
-
-async def test_database_restart_under_load(pg_target: Target) -> None:
-    target = pg_target
+async def test_database_restart_under_load(
+    private_pg: PrivatePostgres, private_pg_target: Target
+) -> None:
+    """Workers on a private server that is restarted (-m immediate: a crash, then recovery)
+    under load; never the shared server."""
+    target = private_pg_target
     procs = Processes(target)
     try:
-        await _restart_under_load(target, procs)
+        await _restart_under_load(private_pg, target, procs)
     finally:
         procs.stop_all()
 
 
-async def _restart_under_load(target: Target, procs: Processes) -> None:
+async def _restart_under_load(server: PrivatePostgres, target: Target, procs: Processes) -> None:
     total = 3000
     async with target.bus() as bus:
         for start in range(0, total, 1000):
@@ -328,7 +339,7 @@ async def _restart_under_load(target: Target, procs: Processes) -> None:
             return (await states(bus))["completed"] >= total // 10
 
         await wait_until(some_done, 60, "work under way")
-        restart_postgres()
+        await asyncio.to_thread(server.restart, "immediate")
 
         async def all_done() -> bool:
             try:

@@ -152,7 +152,7 @@ def test_default_handler_name_needs_name_for_lambdas() -> None:
 
 
 def test_sql_store_prefix_is_validated() -> None:
-    from relaybus._sql import render
+    from relaybus.stores._sql.queries import render
 
     with pytest.raises(ValueError):
         render("select 1 from /*prefix*/jobs", prefix="x; drop table y")

@@ -40,6 +40,7 @@ from ._types import (
     JobState,
     Priority,
 )
+from .stores import registry
 from .stores.memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -97,13 +98,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Database stores import their drivers lazily: `import relaybus` needs only the core.
-    if name == "SQLiteStore":
-        from .stores.sqlite import SQLiteStore
-
-        return SQLiteStore
-    if name == "PostgresStore":
-        from .stores.postgres import PostgresStore
-
-        return PostgresStore
-    raise AttributeError(f"module 'relaybus' has no attribute {name!r}")
+    # Database stores import their client libraries lazily: `import relaybus` needs only the
+    # core. Which stores exist is the store registry's business.
+    kind = registry.by_class_name(name)
+    if kind is None:
+        raise AttributeError(f"module 'relaybus' has no attribute {name!r}")
+    return kind.load()

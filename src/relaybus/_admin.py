@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._driver import ListParams
 from ._types import Job, JobState
-from ._validate import check_name
+from ._validate import check_job_id, check_name
 
 if TYPE_CHECKING:
     from ._bus import Bus
@@ -21,8 +21,8 @@ class Jobs:
         self._bus = bus
 
     async def get(self, job_id: int) -> Job | None:
-        """The job, or None for an unknown id."""
-        return await self._bus.store.get(job_id)
+        """The job, or None for an unknown id (TypeError for an id that is not an integer)."""
+        return await self._bus.store.get(check_job_id(job_id))
 
     async def list(
         self,
@@ -48,14 +48,14 @@ class Jobs:
 
     async def retry(self, job_id: int) -> Job:
         """Make a finished, scheduled or retryable job due now (JobNotFound, UniqueConflict)."""
-        job = await self._bus.store.retry(job_id)
+        job = await self._bus.store.retry(check_job_id(job_id))
         if job.state is JobState.AVAILABLE:
             self._bus.wake(job.queue)
         return job
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a pending or running job (a running one is stopped by its node)."""
-        job = await self._bus.store.cancel(job_id)
+        job = await self._bus.store.cancel(check_job_id(job_id))
         self._bus.cancel_local(job_id)
         return job
 

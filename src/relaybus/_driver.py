@@ -109,6 +109,10 @@ class Claimed(msgspec.Struct):
     scheduled_at: datetime
     timeout: float | None
     rescues: int
+    #: Why the row could not be read as stored (a field that does not decode: meta that is not
+    #: a JSON object, text that is not UTF-8, JSON nested too deeply); the runtime records it as
+    #: the attempt's ``decode_error`` instead of running the handler.
+    problem: str | None = None
 
 
 CompletionKind = Literal["completed", "retry", "snooze", "cancel", "discard", "return"]

@@ -46,7 +46,7 @@ def event_name(cls: type) -> str:
     if explicit:
         return str(explicit)
     attr = getattr(cls, "event_name", None)
-    if isinstance(attr, str) and attr:
+    if isinstance(attr, str):  # "" is an invalid name, not "use the default"
         return check_name("event", attr)
     default = f"{cls.__module__}.{cls.__qualname__}".replace("<locals>.", "")
     try:

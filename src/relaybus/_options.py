@@ -13,7 +13,7 @@ import msgspec
 
 from ._errors import ConfigurationError
 from ._types import PENDING_STATES, JobState, state_mask
-from ._validate import optional_seconds, seconds
+from ._validate import optional_seconds, quoted, seconds
 
 __all__ = [
     "Backoff",
@@ -46,7 +46,7 @@ def _jittered(delay: float, jitter: float) -> float:
 
 def _check_jitter(jitter: float) -> None:
     if not 0.0 <= jitter < 1.0:
-        raise ConfigurationError(f"jitter must be in [0, 1), not {jitter!r}")
+        raise ConfigurationError(f"jitter must be in [0, 1), not {quoted(jitter)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,9 @@ def resolve_backoff(backoff: BackoffLike | None) -> Callable[[int], float]:
     if backoff is None:
         return Exponential()
     if not callable(backoff):
-        raise ConfigurationError(f"backoff must be callable (attempt) -> seconds, not {backoff!r}")
+        raise ConfigurationError(
+            f"backoff must be callable (attempt) -> seconds, not {quoted(backoff)}"
+        )
     return backoff
 
 

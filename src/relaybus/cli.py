@@ -9,55 +9,38 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._errors import RelaybusError
-from ._sql import load_migrations, render
+from .stores import registry
+from .stores._sql.queries import load_migrations, render
 
-__all__ = ["full_schema", "main", "store_for_dsn"]
+__all__ = ["dialects", "full_schema", "main", "store_for_dsn"]
 
-DIALECT_PACKAGES = {
-    "postgres": "relaybus.stores.postgres",
-    "sqlite": "relaybus.stores.sqlite",
-    "mysql": "relaybus.stores.mysql",
-}
+
+def dialects() -> list[str]:
+    """The SQL dialects this version ships (from the store registry)."""
+    return [kind.name for kind in registry.sql_stores()]
 
 
 def full_schema(dialect: str, *, prefix: str = "relaybus_", schema: str = "public") -> str:
     """Every migration of ``dialect`` in order, as one SQL script (what ``relaybus sql`` prints
     and ``migrations/<dialect>.sql`` holds)."""
-    package = DIALECT_PACKAGES.get(dialect)
-    if package is None:
-        raise RelaybusError(f"unknown dialect {dialect!r}: use one of {sorted(DIALECT_PACKAGES)}")
-    try:
-        migrations = load_migrations(package)
-    except ModuleNotFoundError:
-        raise RelaybusError(f"the {dialect} store is not available in this version") from None
+    kind = registry.by_name(dialect)
+    if kind is None or kind.dialect is None:
+        raise RelaybusError(f"unknown dialect {dialect!r}: use one of {dialects()}")
+    migrations = load_migrations(kind.package)
     parts = [f"-- relaybus schema for {dialect}: migrations 1-{len(migrations)}\n"]
     for version, name, sql in migrations:
-        rendered = render(sql, prefix=prefix, schema=schema if dialect == "postgres" else None)
+        rendered = render(sql, prefix=prefix, schema=schema if kind.has_schema else None)
         parts.append(f"\n-- migration {version:04d}_{name}\n{rendered.strip()}\n")
     return "".join(parts)
 
 
 def store_for_dsn(dsn: str, *, prefix: str, schema: str | None) -> Any:
     """A store for ``dsn``: postgresql://…, sqlite:///path (or a bare file path)."""
-    if dsn.startswith(("postgres://", "postgresql://")):
-        from .stores.postgres import PostgresStore
-
-        if schema is not None:
-            return PostgresStore(dsn, prefix=prefix, schema=schema)
-        return PostgresStore(dsn, prefix=prefix)
-    if dsn.startswith("sqlite://"):
-        path = dsn.removeprefix("sqlite://")
-        path = path[1:] if path.startswith("/") and not path.startswith("//") else path
-        from .stores.sqlite import SQLiteStore
-
-        return SQLiteStore(path or ":memory:", prefix=prefix)
-    if dsn.startswith("mysql://"):
-        raise RelaybusError("the MySQL store is not available in this version")
-    if "://" not in dsn:
-        from .stores.sqlite import SQLiteStore
-
-        return SQLiteStore(dsn, prefix=prefix)
-    raise RelaybusError("unsupported DSN: use postgresql://..., sqlite:///path")
+    kind = registry.for_dsn(dsn)
+    if kind is None:
+        schemes = ", ".join(f"{s}://..." for k in registry.sql_stores() for s in k.schemes[:1])
+        raise RelaybusError(f"unsupported DSN: use one of {schemes}")
+    return kind.load().from_dsn(dsn, prefix=prefix, schema=schema)
 
 
 async def _migrate(dsn: str, prefix: str, schema: str | None) -> None:
@@ -73,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--prefix", default="relaybus_", help="table name prefix")
     migrate.add_argument("--schema", default=None, help="PostgreSQL schema (default public)")
     sql = commands.add_parser("sql", help="print the full schema of a dialect")
-    sql.add_argument("--dialect", required=True, choices=sorted(DIALECT_PACKAGES))
+    sql.add_argument("--dialect", required=True, choices=dialects())
     sql.add_argument("--prefix", default="relaybus_")
     sql.add_argument("--schema", default="public", help="PostgreSQL schema")
     return parser

@@ -208,3 +208,58 @@ async def test_a_running_worker_survives_bad_rows(store) -> None:
 
 async def _noop(event: object, ctx: rb.Context) -> None:
     return None
+
+
+async def test_a_job_whose_meta_does_not_decode_is_a_job_error(store) -> None:
+    """Meta corrupted in the database (here: a JSON array) is the job's recorded decode_error;
+    the job never reaches its handler and the jobs around it run."""
+    from tests.driver.test_corrupt_rows import corrupt
+
+    ran: list[int] = []
+    bus = rb.Bus(store=store)
+
+    @bus.job(Ping, name="conf.meta.ping", max_attempts=1)
+    async def ping(event: Ping, ctx: rb.Context) -> None:
+        ran.append(event.n)
+
+    async with bus:
+        first, bad, last = [one_id(await bus.dispatch(Ping(n))) for n in (1, 2, 3)]
+        await corrupt(store, bad, "meta", "[1, 2]")
+        assert await drain(bus) == 3
+        assert ran == [1, 3]
+        job = await job_of(bus, bad)
+        assert job.state is S.DISCARDED
+        assert [(e.kind, e.message) for e in job.errors] == [
+            ("decode_error", "meta is a JSON array, not an object")
+        ]
+        for ok in (first, last):
+            assert (await job_of(bus, ok)).state is S.COMPLETED
+
+
+async def test_a_job_id_that_is_not_an_integer_is_a_type_error(store) -> None:
+    bus = rb.Bus(store=store)
+    async with bus:
+        for bad in ("1 OR 1=1", 1.5, True, None):
+            with pytest.raises(TypeError, match="a job id is an integer"):
+                await bus.jobs.get(bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="a job id is an integer"):
+                await bus.jobs.retry(bad)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="a job id is an integer"):
+                await bus.jobs.cancel(bad)  # type: ignore[arg-type]
+
+
+def test_an_empty_event_name_attribute_is_rejected() -> None:
+    @dataclass(frozen=True)
+    class Nameless(rb.Event):
+        event_name = ""
+
+    bus = rb.Bus()
+    with pytest.raises(rb.ConfigurationError, match="invalid event name ''"):
+        bus.on(Nameless)(_noop)
+
+
+def test_rejection_messages_quote_at_most_about_100_characters() -> None:
+    bus = rb.Bus()
+    with pytest.raises(rb.ConfigurationError) as caught:
+        bus.job(Ping, queue="x" * 5000)(_noop)
+    assert len(str(caught.value)) < 200

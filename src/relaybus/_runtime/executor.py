@@ -129,6 +129,8 @@ class Executor:
             return self._failed(
                 job, None, "unknown_handler", f"no job handler named {job.handler!r} on this bus"
             )
+        if job.problem is not None:  # a stored field did not decode (see Claimed.problem)
+            return self._failed(job, spec, "decode_error", job.problem)
         codec = self._registry.codecs[spec.event]
         if job.event != codec.name:
             return self._failed(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .._clock import Clock, SystemClock
-from .._codec import decode_json, decode_payload
+from .._codec import decode_payload, meta_object
 from .._driver import (
     Claimed,
     Completion,
@@ -29,6 +29,19 @@ from .._driver import (
     StageParams,
 )
 from .._errors import JobNotFound, StoreClosed, StoreError, UniqueConflict
+from .._jobrules import (
+    RunEnd,
+    admin_cancel_error,
+    due_state,
+    end_of_run,
+    finish_keep_mask,
+    holds_key,
+    replace_fields,
+    replaced_state,
+    rescue_end,
+    retry_max_attempts,
+    unique_conflict_error,
+)
 from .._options import bucket_key
 from .._types import TERMINAL_STATES, Job, JobError, JobState
 
@@ -62,7 +75,7 @@ class _Row:
     unique_states: int
 
     def holds_key(self) -> bool:
-        return self.unique_key is not None and bool(self.unique_states & self.state.bit)
+        return holds_key(self.unique_key is not None, self.unique_states, self.state)
 
     def to_job(self) -> Job:
         return Job(
@@ -75,7 +88,7 @@ class _Row:
             attempt=self.attempt,
             max_attempts=self.max_attempts,
             payload=decode_payload(self.payload),
-            meta=decode_json(self.meta) or {},
+            meta=meta_object(self.meta)[0],
             errors=tuple(self.errors),
             inserted_at=self.inserted_at,
             scheduled_at=self.scheduled_at,
@@ -130,16 +143,14 @@ class MemoryStore:
         holder; then nothing changes. ``fresh``: the row is new and holds nothing yet.
         """
         held = not fresh and row.holds_key()
-        will_hold = row.unique_key is not None and bool(row.unique_states & state.bit)
+        will_hold = holds_key(row.unique_key is not None, row.unique_states, state)
         if will_hold and not held:
             assert row.unique_key is not None
             holder = self._holders.get(row.unique_key)
             if holder is not None and holder != row.id:
                 if state not in TERMINAL_STATES:
                     return holder
-                # A job finishing while another holds its key never becomes a second holder:
-                # it drops that state from its mask (terminal states in Unique.states).
-                row.unique_states &= ~state.bit
+                row.unique_states = finish_keep_mask(row.unique_states, state, other_holder=True)
             else:
                 self._holders[row.unique_key] = row.id
         elif held and not will_hold:
@@ -164,9 +175,6 @@ class MemoryStore:
             row.finalized_at = None
         return None
 
-    def _error(self, row: _Row, now: datetime, kind: str, message: str) -> None:
-        row.errors.append(JobError(now, row.attempt, kind, message, None))
-
     # -- producing
     async def insert_many(self, jobs: Sequence[NewJob], conn: Any = None) -> list[Inserted]:
         self._check_open()
@@ -182,7 +190,7 @@ class MemoryStore:
             scheduled_at = now + timedelta(seconds=job.delay)
         else:
             scheduled_at = now
-        state = JobState.SCHEDULED if scheduled_at > now else _AVAILABLE
+        state = due_state(scheduled_at > now)
         key = None
         if job.unique_key is not None and job.unique_states:
             key = bucket_key(job.unique_key, job.unique_period, now.timestamp())
@@ -219,10 +227,10 @@ class MemoryStore:
     def _on_conflict(
         self, row: _Row, job: NewJob, scheduled_at: datetime, now: datetime
     ) -> Inserted:
-        fields = job.replace.get(row.state, ()) if row.state is not _RUNNING else ()
+        fields = replace_fields(job.replace, row.state)
         if not fields:
             return Inserted(row.id, "duplicate")
-        state = row.state
+        state = replaced_state(row.state, fields, scheduled_at > now)
         if "payload" in fields:
             row.payload = job.payload
         if "meta" in fields:
@@ -235,8 +243,6 @@ class MemoryStore:
             row.max_attempts = job.max_attempts
         if "scheduled_at" in fields:
             row.scheduled_at = scheduled_at
-            if state is not JobState.RETRYABLE:
-                state = JobState.SCHEDULED if scheduled_at > now else _AVAILABLE
         # Re-file the row in its (possibly new) place; stale heap entries are skipped on pop.
         self._move(row, state, now)
         return Inserted(row.id, "replaced")
@@ -275,6 +281,7 @@ class MemoryStore:
         return claimed
 
     def _claim(self, row: _Row, node: str, now: datetime) -> Claimed:
+        meta, problem = meta_object(row.meta)
         row.state = _RUNNING
         self._running.add(row.id)
         row.attempt += 1
@@ -289,11 +296,12 @@ class MemoryStore:
             attempt=row.attempt,
             max_attempts=row.max_attempts,
             payload=row.payload,
-            meta=decode_json(row.meta) if row.meta != b"{}" else {},
+            meta=meta,
             inserted_at=row.inserted_at,
             scheduled_at=row.scheduled_at,
             timeout=row.timeout,
             rescues=row.rescues,
+            problem=problem,
         )
 
     async def complete_many(self, completions: Sequence[Completion]) -> list[int]:
@@ -308,27 +316,18 @@ class MemoryStore:
             if row is None or row.state is not _RUNNING or row.attempt != done.attempt:
                 continue
             applied.append(done.id)
-            kind = done.kind
-            if kind == "completed":
-                self._move(row, JobState.COMPLETED, now)
-                continue
-            if done.error is not None:
-                row.errors.append(done.error)
-            if kind == "retry" or kind == "snooze" or kind == "return":
-                if kind != "retry":
-                    row.attempt -= 1
-                row.scheduled_at = now + timedelta(seconds=done.delay)
-                if done.delay <= 0:
-                    self._move(row, _AVAILABLE, now)
-                elif kind == "retry":
-                    self._move(row, JobState.RETRYABLE, now)
-                else:
-                    self._move(row, JobState.SCHEDULED, now)
-            elif kind == "cancel":
-                self._move(row, JobState.CANCELLED, now)
-            else:
-                self._move(row, JobState.DISCARDED, now)
+            self._end_run(row, end_of_run(done), now)
         return applied
+
+    def _end_run(self, row: _Row, end: RunEnd, now: datetime) -> None:
+        """Apply a decided end of a run (see ``_jobrules``)."""
+        if end.error is not None:
+            row.errors.append(end.error)
+        row.attempt -= end.refund
+        row.rescues += end.rescued
+        if end.delay is not None:
+            row.scheduled_at = now + timedelta(seconds=end.delay)
+        self._move(row, end.state, now)
 
     # -- nodes and maintenance
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:
@@ -383,9 +382,7 @@ class MemoryStore:
             count += 1
             holder = self._move(row, _AVAILABLE, now)
             if holder is not None:
-                self._error(
-                    row, now, "unique_conflict", f"job {holder} holds this job's unique key"
-                )
+                row.errors.append(unique_conflict_error(now, row.attempt, holder))
                 self._move(row, JobState.DISCARDED, now)
             else:
                 queues.add(row.queue)
@@ -400,28 +397,25 @@ class MemoryStore:
                 break
             row = self._jobs[job_id]
             expires = self._nodes.get(row.attempted_by or "")
-            if expires is None or expires <= now:
-                reason = f"node {row.attempted_by} stopped while running attempt {row.attempt}"
-            elif (
+            node_lost = expires is None or expires <= now
+            if not node_lost and not (
                 row.timeout is not None
                 and row.attempted_at is not None
                 and row.attempted_at + timedelta(seconds=row.timeout + params.grace) < now
             ):
-                reason = f"attempt {row.attempt} ran past its timeout plus grace"
-            else:
                 continue
             rescued += 1
-            row.rescues += 1
-            if row.rescues >= params.max_rescues:
-                self._error(row, now, "worker_lost", f"{reason}; rescued {row.rescues} times")
-                self._move(row, JobState.DISCARDED, now)
-            elif row.attempt >= row.max_attempts:
-                self._error(row, now, "rescued", f"{reason}; attempts exhausted")
-                self._move(row, JobState.DISCARDED, now)
-            else:
-                self._error(row, now, "rescued", reason)
-                row.scheduled_at = now
-                self._move(row, JobState.RETRYABLE, now)
+            end = rescue_end(
+                job_id=row.id,
+                attempt=row.attempt,
+                max_attempts=row.max_attempts,
+                rescues=row.rescues,
+                max_rescues=params.max_rescues,
+                node=row.attempted_by,
+                node_lost=node_lost,
+                now=now,
+            )
+            self._end_run(row, end, now)
         return rescued
 
     async def prune(self, params: PruneParams) -> int:
@@ -486,8 +480,7 @@ class MemoryStore:
         if holder is not None:
             row.scheduled_at = old_scheduled
             raise UniqueConflict(job_id, holder)
-        if row.attempt >= row.max_attempts:
-            row.max_attempts = row.attempt + 1
+        row.max_attempts = retry_max_attempts(row.attempt, row.max_attempts)
         return row.to_job()
 
     async def cancel(self, job_id: int) -> Job:
@@ -496,7 +489,7 @@ class MemoryStore:
         if row.state in TERMINAL_STATES:
             return row.to_job()
         now = self.clock.now()
-        self._error(row, now, "cancelled", "cancelled through the admin API")
+        row.errors.append(admin_cancel_error(now, row.attempt))
         self._move(row, JobState.CANCELLED, now)
         return row.to_job()
 

@@ -1,5 +1,5 @@
 """The PostgreSQL store (asyncpg): durable jobs shared by any number of worker processes."""
 
-from ._store import PostgresStore
+from .store import PostgresStore
 
 __all__ = ["PostgresStore"]

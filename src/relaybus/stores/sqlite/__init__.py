@@ -1,5 +1,5 @@
 """The SQLite store: durable jobs in one file, shared by the processes of one machine."""
 
-from ._store import SQLiteStore
+from .store import SQLiteStore
 
 __all__ = ["SQLiteStore"]

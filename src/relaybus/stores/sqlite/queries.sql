@@ -1,6 +1,8 @@
--- Named queries of the SQLite store. /*prefix*/ is the table prefix; every value is a bound
--- parameter. Times are Unix epoch seconds. Payload, meta and errors are read back CAST AS BLOB,
--- so a corrupted row (not UTF-8, not JSON) never fails in the driver.
+-- Named queries of the SQLite dialect. /*prefix*/ is the table prefix; every value is a bound
+-- :name parameter. Times are Unix epoch seconds. Text and JSON columns are read back CAST AS
+-- BLOB, so a corrupted row (not UTF-8, not JSON) never fails in the driver (the core decodes
+-- them, see stores/_sql/rows.py). Queries apply the
+-- values the core decided (relaybus._jobrules); none of them chooses a job's state.
 --
 -- Errors are appended with the same expression everywhere:
 --   CASE WHEN :error IS NULL THEN errors
@@ -8,13 +10,15 @@
 --            THEN json_insert(errors, '$[#]', json(:error))
 --        ELSE json_array(json(:error)) END
 
+-- ----------------------------------------------------------------------- connection (own)
+
 -- name: journal_mode
 PRAGMA journal_mode = WAL
 
 -- name: synchronous
 PRAGMA synchronous = NORMAL
 
--- name: begin_immediate
+-- name: begin
 BEGIN IMMEDIATE
 
 -- name: commit
@@ -22,6 +26,19 @@ COMMIT
 
 -- name: rollback
 ROLLBACK
+
+-- ------------------------------------------------------------------------------ migrations
+
+-- name: migrate_lock
+-- BEGIN IMMEDIATE already holds the database's only write lock.
+SELECT :key IS NOT NULL
+
+-- name: schema_exists
+-- SQLite has no schemas: the file is the schema.
+SELECT 1
+
+-- name: create_schema
+SELECT 1
 
 -- name: create_migrations_table
 CREATE TABLE IF NOT EXISTS /*prefix*/migrations (
@@ -36,11 +53,16 @@ SELECT version FROM /*prefix*/migrations ORDER BY version
 -- name: record_migration
 INSERT INTO /*prefix*/migrations (version, name, applied_at) VALUES (:version, :name, :now)
 
+-- ------------------------------------------------------------------------- inserting (own)
+
 -- name: insert_job
 INSERT INTO /*prefix*/jobs (
     handler, event, queue, priority, state, max_attempts, payload, meta,
     inserted_at, scheduled_at, timeout
-) VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?)
+) VALUES (
+    :handler, :event, :queue, :priority, :state, :max_attempts, CAST(:payload AS TEXT),
+    CAST(:meta AS TEXT), :now, :scheduled_at, :timeout
+)
 
 -- name: last_insert_id
 SELECT last_insert_rowid()
@@ -70,6 +92,8 @@ UPDATE /*prefix*/jobs SET
     state = :state
 WHERE id = :id
 
+-- --------------------------------------------------------------------------- working (own)
+
 -- name: first_available
 SELECT id, rescues FROM /*prefix*/jobs
 WHERE state = 'available' AND queue = :queue
@@ -85,15 +109,17 @@ WHERE id IN (
     ORDER BY priority, scheduled_at, id
     LIMIT :limit
 )
-RETURNING id, handler, event, queue, priority, attempt, max_attempts, CAST(payload AS BLOB),
-    CAST(meta AS BLOB), inserted_at, scheduled_at, timeout, rescues
+RETURNING id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), inserted_at,
+    scheduled_at, timeout, rescues
 
 -- name: claim_one
 UPDATE /*prefix*/jobs
 SET state = 'running', attempt = attempt + 1, attempted_at = :now, attempted_by = :node
 WHERE id = :id AND state = 'available'
-RETURNING id, handler, event, queue, priority, attempt, max_attempts, CAST(payload AS BLOB),
-    CAST(meta AS BLOB), inserted_at, scheduled_at, timeout, rescues
+RETURNING id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), inserted_at,
+    scheduled_at, timeout, rescues
 
 -- name: unclaim
 UPDATE /*prefix*/jobs SET state = 'available', attempt = attempt - 1
@@ -110,31 +136,41 @@ WHERE id IN (
 RETURNING id, attempt
 
 -- name: end_run
+-- One decided end of a run, fenced on (id, running, attempt).
 UPDATE /*prefix*/jobs SET
     state = :state,
     attempt = attempt - :refund,
     rescues = rescues + :rescued,
-    scheduled_at = COALESCE(:scheduled_at, scheduled_at),
-    finalized_at = :finalized_at,
+    scheduled_at = CASE WHEN :delay IS NULL THEN scheduled_at ELSE :now + :delay END,
+    finalized_at = CASE WHEN :finalize THEN :now END,
     errors = CASE WHEN :error IS NULL THEN errors
         WHEN json_valid(errors) AND json_type(errors) = 'array'
             THEN json_insert(errors, '$[#]', json(:error))
         ELSE json_array(json(:error)) END
 WHERE id = :id AND state = 'running' AND attempt = :attempt
 
+-- -------------------------------------------------------------------- nodes and maintenance
+
 -- name: heartbeat
-INSERT INTO /*prefix*/nodes (node, heartbeat_at, expires_at) VALUES (:node, :now, :expires_at)
+INSERT INTO /*prefix*/nodes (node, heartbeat_at, expires_at) VALUES (:node, :now, :now + :ttl)
 ON CONFLICT (node) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
     expires_at = excluded.expires_at
 
--- name: job_run
-SELECT state, attempt, attempted_by FROM /*prefix*/jobs WHERE id = :id
+-- name: lost_runs
+-- Of the runs :runs (a JSON array of [id, attempt]), those no longer running on :node.
+SELECT json_extract(r.value, '$[0]') AS id
+FROM json_each(:runs) AS r
+WHERE NOT EXISTS (
+    SELECT 1 FROM /*prefix*/jobs AS j
+    WHERE j.id = json_extract(r.value, '$[0]') AND j.state = :running
+        AND j.attempt = json_extract(r.value, '$[1]') AND j.attempted_by = :node
+)
 
 -- name: delete_node
 DELETE FROM /*prefix*/nodes WHERE node = :node
 
 -- name: elect
-INSERT INTO /*prefix*/leader (id, node, expires_at) VALUES (1, :node, :expires_at)
+INSERT INTO /*prefix*/leader (id, node, expires_at) VALUES (1, :node, :now + :ttl)
 ON CONFLICT (id) DO UPDATE SET node = excluded.node, expires_at = excluded.expires_at
 WHERE /*prefix*/leader.node = excluded.node OR /*prefix*/leader.expires_at <= :now
 RETURNING node
@@ -143,35 +179,53 @@ RETURNING node
 DELETE FROM /*prefix*/leader WHERE node = :node
 
 -- name: stage
+-- Due scheduled/retryable jobs that hold their unique key (or have none) become available.
 UPDATE /*prefix*/jobs SET state = 'available'
 WHERE id IN (
     SELECT id FROM /*prefix*/jobs
     WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= :now
+        AND (unique_key IS NULL OR unique_holder IS NOT NULL)
     ORDER BY scheduled_at, id
     LIMIT :limit
 )
 RETURNING queue
 
--- name: due_jobs
-SELECT id, queue, attempt, unique_key FROM /*prefix*/jobs
+-- name: due_contested
+-- Due jobs with a unique key they do not hold while waiting: (id, queue, attempt,
+-- unique_states, state, now).
+SELECT id, queue, attempt, unique_states, state, :now
+FROM /*prefix*/jobs
 WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= :now
+    AND unique_key IS NOT NULL AND unique_holder IS NULL
 ORDER BY scheduled_at, id
 LIMIT :limit
 
+-- name: key_holder
+-- The job holding job :id's unique key, other than job :id.
+SELECT h.id FROM /*prefix*/jobs AS j
+JOIN /*prefix*/jobs AS h ON h.unique_holder = j.unique_key AND h.id <> j.id
+WHERE j.id = :id
+
+-- name: make_available
+UPDATE /*prefix*/jobs SET state = 'available' WHERE id = :id AND state = :expect
+
 -- name: set_state
+-- A decided state change of a job that is not running (stage conflicts, admin cancel).
 UPDATE /*prefix*/jobs SET
     state = :state,
-    finalized_at = :finalized_at,
-    unique_states = unique_states & :keep_states,
+    finalized_at = CASE WHEN :finalize THEN :now END,
+    unique_states = :unique_states,
     errors = CASE WHEN :error IS NULL THEN errors
         WHEN json_valid(errors) AND json_type(errors) = 'array'
             THEN json_insert(errors, '$[#]', json(:error))
         ELSE json_array(json(:error)) END
-WHERE id = :id
+WHERE id = :id AND state = :expect
 
 -- name: rescue_candidates
+-- Running jobs of expired nodes, and jobs running past timeout + grace: (id, attempt,
+-- max_attempts, rescues, node, node_lost, now).
 SELECT j.id, j.attempt, j.max_attempts, j.rescues, j.attempted_by,
-    n.expires_at IS NULL OR n.expires_at <= :now AS node_lost
+    n.expires_at IS NULL OR n.expires_at <= :now AS node_lost, :now
 FROM /*prefix*/jobs AS j INDEXED BY /*prefix*/jobs_running_idx  -- never a scan of all jobs
 LEFT JOIN /*prefix*/nodes AS n ON n.node = j.attempted_by
 WHERE j.state = 'running' AND (
@@ -186,21 +240,23 @@ DELETE FROM /*prefix*/jobs
 WHERE id IN (
     SELECT id FROM /*prefix*/jobs
     WHERE state = :state AND state IN ('completed', 'cancelled', 'discarded')
-        AND finalized_at <= :horizon
+        AND finalized_at <= :now - :keep
     ORDER BY finalized_at
     LIMIT :limit
 )
 
+-- ------------------------------------------------------------------------------------ admin
+
 -- name: get_job
-SELECT id, handler, event, queue, priority, state, attempt, max_attempts,
-    CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
-    inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at, unique_key
+SELECT id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority, state,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
+    inserted_at, scheduled_at, attempted_at, CAST(attempted_by AS BLOB), finalized_at
 FROM /*prefix*/jobs WHERE id = :id
 
 -- name: list_jobs
-SELECT id, handler, event, queue, priority, state, attempt, max_attempts,
-    CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
-    inserted_at, scheduled_at, attempted_at, attempted_by, finalized_at
+SELECT id, CAST(handler AS BLOB), CAST(event AS BLOB), CAST(queue AS BLOB), priority, state,
+    attempt, max_attempts, CAST(payload AS BLOB), CAST(meta AS BLOB), CAST(errors AS BLOB),
+    inserted_at, scheduled_at, attempted_at, CAST(attempted_by AS BLOB), finalized_at
 FROM /*prefix*/jobs
 WHERE (:state IS NULL OR state = :state)
     AND (:queue IS NULL OR queue = :queue)
@@ -208,12 +264,17 @@ WHERE (:state IS NULL OR state = :state)
 ORDER BY id
 LIMIT :limit
 
+-- name: lock_job
+-- (state, attempt, max_attempts, has a unique key, unique_states, now); BEGIN IMMEDIATE locks.
+SELECT state, attempt, max_attempts, unique_key IS NOT NULL, unique_states, :now
+FROM /*prefix*/jobs WHERE id = :id
+
 -- name: retry_job
 UPDATE /*prefix*/jobs SET
     state = 'available',
     scheduled_at = :now,
     finalized_at = NULL,
-    max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
+    max_attempts = :max_attempts
 WHERE id = :id
 
 -- name: stats

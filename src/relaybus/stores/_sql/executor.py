@@ -1,0 +1,86 @@
+"""The executor protocol: one client library running named queries.
+
+An executor owns connections (a pool, or one connection on a thread) and nothing else: no SQL of
+its own, no job policy. The core hands it ``work``, an async function of a :class:`Tx`, and the
+executor runs it on a connection -- inside one transaction when asked -- and returns its result.
+Errors come out as the client library raised them; the dialect classifies them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["Executor", "Tx"]
+
+T = TypeVar("T")
+
+
+class Tx(Protocol):
+    """One connection running the dialect's named queries (binds given by name)."""
+
+    async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
+        """Rows as sequences, in the query's column order."""
+        ...
+
+    async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None: ...
+
+    async def execute(self, name: str, args: Mapping[str, Any]) -> int:
+        """Run a statement; return how many rows it changed."""
+        ...
+
+    async def executemany(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+
+    async def script(self, sql: str) -> None:
+        """Run a migration script (several statements, no binds)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """A transaction on this connection (commit on exit, rollback on error)."""
+        ...
+
+
+class Executor(Protocol):
+    """A client library's connections, for the core (see the module docstring)."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def run(
+        self,
+        work: Callable[[Tx], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        conn: Any = None,
+        orphan: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``work`` on a connection: ``conn`` (the caller's own, joining its transaction)
+        or one of the executor's. ``orphan``: where the executor can tell that the caller was
+        cancelled after ``work`` finished, it hands the result there, to be undone."""
+        ...
+
+    async def run_detached(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction on a connection of its own, whether or not the
+        executor is open (``migrate`` before ``open``)."""
+        ...
+
+    def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
+        """Run ``work`` soon without waiting for it (failures are logged, not raised)."""
+        ...
+
+    def check_conn(self, conn: Any) -> None:
+        """Raise StoreError unless ``conn`` is a connection this executor can run work on."""
+        ...
+
+    def describe(self, exc: BaseException) -> str:
+        """``exc`` as text for a message, with any secret (a DSN password) masked."""
+        ...
+
+    async def listen(
+        self, channel: str, on_notify: Callable[[str], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Call ``on_notify(payload)`` per notification on ``channel`` (reconnecting as
+        needed) and return how to stop, or None when the database cannot push."""
+        ...

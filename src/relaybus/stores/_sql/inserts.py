@@ -1,0 +1,117 @@
+"""The default insert algorithm: row by row inside one transaction (select-then-update where a
+unique key is taken), for dialects without array statements (SQLite; MySQL).
+
+Consecutive jobs without a unique key go as one ``executemany``. A unique job is inserted with
+"do nothing on conflict"; when the unique index refuses it, the holder is looked up and either
+reported as the duplicate or replaced with the fields its state lists (:mod:`relaybus._jobrules`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..._driver import Inserted, NewJob
+from ..._errors import StoreError
+from ..._jobrules import due_state, replace_fields, replaced_state
+from ..._options import bucket_key
+from ..._types import JobState
+from .dialect import Dialect
+from .executor import Tx
+
+__all__ = ["insert_rows"]
+
+
+def _due(job: NewJob, now: datetime) -> datetime:
+    if job.at is not None:
+        return job.at
+    if job.delay:
+        return now + timedelta(seconds=job.delay)
+    return now
+
+
+async def insert_rows(
+    tx: Tx, dialect: Dialect, jobs: Sequence[NewJob], now: datetime
+) -> list[Inserted]:
+    results: list[Inserted] = []
+    plain: list[dict[str, Any]] = []
+    enc = dialect.encode_time
+    now_arg = enc(now)
+    for job in jobs:
+        scheduled_at = _due(job, now)
+        row = {
+            "handler": job.handler,
+            "event": job.event,
+            "queue": job.queue,
+            "priority": job.priority,
+            "state": due_state(scheduled_at > now).value,
+            "max_attempts": job.max_attempts,
+            "payload": dialect.json_text(job.payload),
+            "meta": dialect.json_text(job.meta),
+            "now": now_arg,
+            "scheduled_at": now_arg if scheduled_at is now else enc(scheduled_at),
+            "timeout": job.timeout,
+        }
+        if job.unique_key is None or not job.unique_states:
+            plain.append(row)
+            continue
+        if plain:
+            results.extend(await _insert_plain(tx, plain))
+        results.append(await _insert_unique(tx, dialect, job, row, scheduled_at > now, now))
+    if plain:
+        results.extend(await _insert_plain(tx, plain))
+    return results
+
+
+async def _insert_plain(tx: Tx, rows: list[dict[str, Any]]) -> list[Inserted]:
+    """One executemany; the rows got consecutive ids (one writer holds the transaction)."""
+    await tx.executemany("insert_job", rows)
+    last = (await _one(tx, "last_insert_id", {}))[0]
+    count = len(rows)
+    rows.clear()
+    return [Inserted(i, "inserted") for i in range(last - count + 1, last + 1)]
+
+
+async def _insert_unique(
+    tx: Tx, dialect: Dialect, job: NewJob, row: dict[str, Any], due_later: bool, now: datetime
+) -> Inserted:
+    assert job.unique_key is not None
+    key = bucket_key(job.unique_key, job.unique_period, now.timestamp())
+    args = {**row, "unique_key": key, "unique_states": job.unique_states}
+    inserted = await tx.fetchrow("insert_unique_job", args)
+    if inserted is not None:
+        return Inserted(inserted[0], "inserted")
+    # The unique index refused it: another job holds the key.
+    holder_id, holder_state = await _one(tx, "find_holder", {"unique_key": key})
+    held = JobState(holder_state)
+    fields = replace_fields(job.replace, held)
+    if not fields:
+        return Inserted(holder_id, "duplicate")
+    await tx.execute(
+        "replace_job",
+        {
+            "id": holder_id,
+            "state": replaced_state(held, fields, due_later).value,
+            "set_payload": "payload" in fields,
+            "payload": row["payload"],
+            "set_meta": "meta" in fields,
+            "meta": row["meta"],
+            "set_priority": "priority" in fields,
+            "priority": job.priority,
+            "set_queue": "queue" in fields,
+            "queue": job.queue,
+            "set_max_attempts": "max_attempts" in fields,
+            "max_attempts": job.max_attempts,
+            "set_scheduled_at": "scheduled_at" in fields,
+            "scheduled_at": row["scheduled_at"],
+        },
+    )
+    return Inserted(holder_id, "replaced")
+
+
+async def _one(tx: Tx, name: str, args: dict[str, Any]) -> Any:
+    row = await tx.fetchrow(name, args)
+    if row is None:  # pragma: no cover - these queries always return a row
+        raise StoreError(f"query {name} returned no row")
+    return row

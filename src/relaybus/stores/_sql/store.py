@@ -1,0 +1,257 @@
+"""SQLStore: the Driver, implemented once over a dialect and an executor.
+
+Each database store (``SQLiteStore``, ``PostgresStore``) is this class given its dialect and
+executor. Job policy comes from :mod:`relaybus._jobrules`; SQL applies decided values, fenced on
+``(id, state = running, attempt)``. The lifecycle, producing operations and the ledger of lost
+answers are here; maintenance and admin operations are in ``maintenance.py`` and ``admin.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from ..._clock import Clock
+from ..._driver import Claimed, Completion, FetchParams, Inserted, NewJob
+from ..._errors import StoreError
+from ..._jobrules import end_of_run
+from .admin import AdminOps
+from .dialect import Dialect, ErrorKind
+from .executor import Executor, Tx
+from .ledger import ClaimLedger
+from .maintenance import MaintenanceOps
+from .migrator import applied_versions, migrate
+from .rows import to_claimed
+
+__all__ = ["SQLStore"]
+
+T = TypeVar("T")
+
+
+class SQLStore(AdminOps, MaintenanceOps):
+    """A Driver over ``dialect`` and ``executor`` (see the module docstring).
+
+    ``auto_migrate``: ``open()`` brings the schema up to date (embedded stores); otherwise it
+    only warns when migrations are missing (server stores: workers need no DDL rights).
+    """
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        executor: Executor,
+        *,
+        clock: Clock,
+        db_clock: bool,
+        auto_migrate: bool,
+    ) -> None:
+        super().__init__(dialect, executor, clock=clock, db_clock=db_clock)
+        self._auto_migrate = auto_migrate
+        self._ledger = ClaimLedger() if dialect.answers_can_be_lost else None
+
+    # -- lifecycle
+    async def open(self) -> None:
+        if self._open:
+            return
+        await self.executor.open()
+        self._open = True
+        try:
+            if self._auto_migrate:
+                await self.migrate()
+            else:
+                await self._check_schema()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._open = False
+        await self.executor.close()
+
+    async def migrate(self) -> None:
+        """Apply missing migrations; works whether or not the store is open."""
+
+        async def work(tx: Tx) -> list[int]:
+            return await migrate(tx, self.dialect, self._now_arg(), self._logger)
+
+        try:
+            if self._open:
+                await self.executor.run(work, transaction=True)
+            else:
+                await self.executor.run_detached(work)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if self.kind_of(exc) is None:
+                raise
+            raise StoreError(
+                f"migrating {self._where()} failed: {self.executor.describe(exc)}"
+            ) from None
+
+    async def _check_schema(self) -> None:
+        try:
+            versions = await self.executor.run(applied_versions)
+        except Exception as exc:
+            kind = self.kind_of(exc)
+            if kind == "missing_schema":
+                versions = set()
+            elif kind is not None:
+                self._logger.warning(
+                    "could not check the relaybus schema: %s", self.executor.describe(exc)
+                )
+                return
+            else:
+                raise
+        missing = [v for v, _, _ in self.dialect.migrations if v not in versions]
+        if missing:
+            self._logger.warning(
+                "relaybus tables in %s lack migrations %s: run `await store.migrate()` or "
+                "`relaybus migrate`",
+                self._where(),
+                missing,
+            )
+
+    # -- producing
+    async def insert_many(self, jobs: Sequence[NewJob], conn: Any = None) -> list[Inserted]:
+        self._check_open()
+        if conn is not None:
+            self.executor.check_conn(conn)
+        if not jobs:
+            return []
+        return await self.dialect.insert(self._inserter(conn), jobs, self._now())
+
+    def _inserter(self, conn: Any) -> _Inserter:
+        return _Inserter(self, conn)
+
+    async def fetch(self, params: FetchParams) -> list[Claimed]:
+        self._check_open()
+        ends = [end_of_run(c) for c in params.complete]
+        if not ends and params.limit <= 0:
+            return []
+        now = self._now_arg()
+
+        async def work(tx: Tx) -> list[Any]:
+            return await self.dialect.fetch(tx, params, ends, now)
+
+        ledger = self._ledger
+        if ledger is None:
+            rows = await self._run(work, orphan=self._unclaim)
+        else:
+            rows = await self._fetch_with_ledger(ledger, params, work)
+        codec = self.dialect.codec
+        claimed = [to_claimed(row, codec) for row in rows]
+        if len(claimed) > 1:
+            claimed.sort(key=_run_order)
+        return claimed
+
+    async def _fetch_with_ledger(
+        self, ledger: ClaimLedger, params: FetchParams, work: Callable[[Tx], Any]
+    ) -> list[Any]:
+        node = params.node
+        await ledger.settle(node, lambda handed: self._release_orphans(node, handed))
+        await ledger.fetching(node)
+        failed = True
+        try:
+            rows: list[Any] = await self._run(work)
+            failed = False
+        finally:
+            ledger.fetched(node, failed)
+        ledger.finished(params.complete)
+        ledger.hand(node, ((row[0], row[5]) for row in rows))
+        return rows
+
+    def _unclaim(self, rows: list[Any]) -> None:
+        """The fetch was cancelled after it claimed (an executor that can tell): put the jobs
+        back, uncharged."""
+        if not rows or not self._open:
+            return
+        runs = [{"id": row[0], "attempt": row[5]} for row in rows]
+
+        async def work(tx: Tx) -> None:
+            await tx.executemany("unclaim", runs)
+
+        self.executor.post(work)
+
+    async def complete_many(self, completions: Sequence[Completion]) -> list[int]:
+        self._check_open()
+        if not completions:
+            return []
+        ends = [end_of_run(c) for c in completions]
+        now = self._now_arg()
+
+        async def work(tx: Tx) -> list[int]:
+            return await self.dialect.end_runs(tx, ends, now)
+
+        applied = await self._write(work)
+        if self._ledger is not None:
+            self._ledger.finished(completions)
+        # Each applied id once, in input order (a run listed twice is applied once).
+        done = set(applied)
+        return [job_id for job_id in dict.fromkeys(c.id for c in completions) if job_id in done]
+
+    async def heartbeat(self, params: Any) -> list[int]:
+        ledger = self._ledger
+        node = params.node
+        if ledger is not None:
+            await ledger.settle(node, lambda handed: self._release_orphans(node, handed))
+        lost = await super().heartbeat(params)
+        if ledger is not None and lost:
+            ledger.lost(node, dict(params.running), lost)
+        return lost
+
+    async def _release_orphans(self, node: str, handed: list[int]) -> int:
+        args = {"node": node, "handed": handed, "channel": self._channel()}
+
+        async def work(tx: Tx) -> int:
+            row = await tx.fetchrow("release_orphans", args)
+            return int(row[0]) if row is not None else 0
+
+        released = await self._write(work)
+        if released:
+            self._logger.warning(
+                "returned %d job(s) claimed by node %s in a fetch whose answer was lost",
+                released,
+                node,
+            )
+        return released
+
+    async def release_node(self, node: str) -> None:
+        if self._ledger is not None:
+            self._ledger.forget(node)
+        await super().release_node(node)
+
+    async def subscribe(self, on_insert: Callable[[str], None]) -> Callable[[], Any] | None:
+        self._check_open()
+        channel = self.dialect.channel
+        if not self.dialect.supports_notify or channel is None:
+            return None  # no push across processes: workers poll
+        return await self.executor.listen(channel, on_insert)
+
+
+def _run_order(claimed: Claimed) -> tuple[int, Any, int]:
+    return (claimed.priority, claimed.scheduled_at, claimed.id)
+
+
+class _Inserter:
+    """The :class:`~.dialect.Runner` of one ``insert_many``."""
+
+    def __init__(self, store: SQLStore, conn: Any) -> None:
+        self._store = store
+        self._conn = conn
+        self.caller_conn = conn is not None
+
+    async def __call__(self, work: Callable[[Tx], Awaitable[T]], *, transaction: bool = False) -> T:
+        store, conn = self._store, self._conn
+        if conn is not None and transaction:  # joins the caller's transaction (a savepoint)
+            return await store._run(_in_transaction(work), conn=conn)
+        return await store._run(work, transaction=transaction, conn=conn)
+
+    def kind_of(self, exc: BaseException) -> ErrorKind | None:
+        return self._store.kind_of(exc)
+
+
+def _in_transaction(work: Callable[[Tx], Awaitable[T]]) -> Callable[[Tx], Awaitable[T]]:
+    async def run(tx: Tx) -> T:
+        async with tx.transaction():
+            return await work(tx)
+
+    return run

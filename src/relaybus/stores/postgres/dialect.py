@@ -1,0 +1,137 @@
+"""The PostgreSQL dialect: its queries (``queries.sql``), migrations, error classifier, and the
+one-statement algorithms arrays allow (fetch with completions, run ends, batch inserts)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from ..._codec import encode_error
+from ..._driver import FetchParams, Inserted, NewJob
+from ..._jobrules import RunEnd
+from .._sql.dialect import Dialect, ErrorKind, Runner
+from .._sql.executor import Tx
+from .inserts import insert_jobs
+
+__all__ = ["PostgresDialect"]
+
+#: Errors that mean "the database is not reachable (now)".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+#: Errors that mean "the schema is not there".
+_MISSING_SCHEMA: tuple[type[BaseException], ...] = (
+    asyncpg.UndefinedTableError,
+    asyncpg.UndefinedFunctionError,
+    asyncpg.InvalidSchemaNameError,
+)
+#: Conflicts between concurrent transactions: worth running again.
+_RETRY: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+_RUNNING = "running"
+
+
+def channel_name(schema: str, prefix: str) -> str:
+    # Unquoted identifiers fold to lower case, so "Public" and "public" name the same tables.
+    name = f"{schema}.{prefix}jobs".lower()
+    if len(name) > 63:  # NAMEDATALEN - 1
+        name = "relaybus_" + hashlib.sha256(name.encode()).hexdigest()[:32]
+    return name
+
+
+class PostgresDialect(Dialect):
+    name: ClassVar[str] = "postgres"
+    package: ClassVar[str] = "relaybus.stores.postgres"
+    supports_notify: ClassVar[bool] = True
+    has_schema: ClassVar[bool] = True
+    write_in_transaction: ClassVar[bool] = False
+    answers_can_be_lost: ClassVar[bool] = True
+    own_queries: ClassVar[frozenset[str]] = frozenset(
+        {
+            "insert_one", "insert_plain", "insert_unique_one", "insert_unique", "fetch",
+            "end_runs", "end_runs_and_fetch", "release_orphans", "ping",
+        }
+    )  # fmt: skip
+
+    def __init__(self, *, prefix: str, schema: str) -> None:
+        super().__init__(prefix=prefix, schema=schema, paramstyle="numeric")
+        self.channel = channel_name(schema, prefix)
+
+    @property
+    def title(self) -> str:
+        return "PostgreSQL"
+
+    # -- values
+    def as_bytes(self, value: Any) -> bytes:
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    def json_text(self, data: bytes) -> Any:
+        return data.decode()
+
+    def run_pairs(self, runs: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        return {"ids": [run[0] for run in runs], "attempts": [run[1] for run in runs]}
+
+    def classify(self, exc: BaseException) -> ErrorKind | None:
+        if isinstance(exc, asyncpg.UniqueViolationError):
+            return "unique"
+        if isinstance(exc, _MISSING_SCHEMA):
+            return "missing_schema"
+        if isinstance(exc, _RETRY):
+            return "retry"
+        if isinstance(exc, _UNAVAILABLE):
+            return "unavailable"
+        return None
+
+    # -- algorithms
+    async def insert(
+        self, run: Runner, jobs: Sequence[NewJob], now: datetime | None
+    ) -> list[Inserted]:
+        return await insert_jobs(run, self.channel, jobs, now)
+
+    def _end_args(self, ends: Sequence[RunEnd], now: Any) -> dict[str, Any]:
+        return {
+            "now": now,
+            "ids": [e.id for e in ends],
+            "attempts": [e.attempt for e in ends],
+            "states": [e.state.value for e in ends],
+            "refunds": [e.refund for e in ends],
+            "rescued": [e.rescued for e in ends],
+            "delays": [e.delay for e in ends],
+            "finalize": [e.finalize for e in ends],
+            "errors": [_error_text(e) for e in ends],
+            "channel": self.channel,
+            "running": _RUNNING,
+        }
+
+    async def end_runs(self, tx: Tx, ends: Sequence[RunEnd], now: Any) -> list[int]:
+        row = await tx.fetchrow("end_runs", self._end_args(ends, now))
+        ids = None if row is None else row[0]
+        return [] if ids is None else list(ids)
+
+    async def fetch(
+        self, tx: Tx, params: FetchParams, ends: Sequence[RunEnd], now: Any
+    ) -> list[Any]:
+        args = {
+            "queue": params.queue,
+            "limit": params.limit,
+            "node": params.node,
+            "isolate_after": params.isolate_after,
+            "idle": params.idle,
+            "now": now,
+        }
+        if ends:  # finish the last runs and claim the next: one statement
+            return await tx.fetch("end_runs_and_fetch", {**self._end_args(ends, now), **args})
+        return await tx.fetch("fetch", args)
+
+
+def _error_text(end: RunEnd) -> str | None:
+    return None if end.error is None else encode_error(end.error).decode()
