@@ -3,78 +3,55 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
-
-import msgspec
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._admin import Jobs
 from ._context import Context, Dispatch
-from ._driver import Driver, NewJob
-from ._errors import ConfigurationError, DispatchError, PayloadTooLarge
-from ._handlers import HandlerFunc, InlineSpec, JobSpec, Registry, check_priority
+from ._driver import Driver, Inserted, NewJob
+from ._errors import ConfigurationError, DispatchError
+from ._handlers import HandlerFunc, Registry, check_priority
+from ._middleware import (
+    DispatchMiddleware,
+    HandlerMiddleware,
+    run_dispatch_chain,
+    run_with_middleware,
+)
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._types import DispatchResult, InsertResult, JobState
+from ._plan import JobOptions, Plan, build_jobs
+from ._runtime.worker import Worker, WorkerConfig
+from ._types import DispatchResult, InsertResult
 from ._validate import check_name, optional_seconds
 from .stores.memory import MemoryStore
-
-if TYPE_CHECKING:
-    from ._runtime.worker import Worker
 
 __all__ = ["Bus", "HandlerMiddleware", "DispatchMiddleware"]
 
 S = TypeVar("S")
 F = TypeVar("F", bound=HandlerFunc)
 
-HandlerMiddleware = Callable[[Context[Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]
-DispatchMiddleware = Callable[[Dispatch, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 ErrorMode = Literal["raise", "log"]
 
-_encode_meta = msgspec.json.Encoder().encode
-_EMPTY_META = b"{}"
 
-
-class _Plan:
-    """What one dispatch of an event class does; cached per class and registry version."""
-
-    __slots__ = ("codec", "inline", "jobs", "templates", "version")
-
-    def __init__(self, registry: Registry, cls: type) -> None:
-        self.codec = registry.codec(cls)
-        self.inline: list[InlineSpec] = list(registry.inline.get(cls, ()))
-        self.jobs: list[JobSpec] = list(registry.jobs.get(cls, ()))
-        # Per job handler, what every NewJob for it shares (built once, not per dispatch).
-        self.templates: list[_Template] = [
-            (
-                spec.name,
-                spec.queue,
-                spec.priority,
-                spec.max_attempts,
-                spec.timeout,
-                spec.unique,
-                spec.unique.period_seconds if spec.unique is not None else None,
-                spec.unique.mask if spec.unique is not None else 0,
-                spec.replace.as_map() if spec.replace is not None else {},
-            )
-            for spec in self.jobs
-        ]
-        self.version = registry.version
-
-
-#: name, queue, priority, max_attempts, timeout, unique, unique period, unique mask, replace.
-_Template = tuple[
-    str,
-    str,
-    int,
-    int,
-    "float | None",
-    "Unique | None",
-    "float | None",
-    int,
-    "Mapping[JobState, tuple[str, ...]]",
-]
+def _check_options(
+    meta: object,
+    delay: float | timedelta | None,
+    at: datetime | None,
+    priority: int | None,
+    queue: str | None,
+) -> float | None:
+    """Check a dispatch call's options; the delay in seconds."""
+    delay_s = optional_seconds("delay", delay)
+    if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+        raise ConfigurationError("at= must be a timezone-aware datetime")
+    if priority is not None:
+        check_priority(priority)
+    if queue is not None:
+        check_name("queue", queue)
+    if not isinstance(meta, dict):
+        raise ConfigurationError("meta must be a dict")
+    return delay_s
 
 
 class Bus(Generic[S]):
@@ -105,7 +82,7 @@ class Bus(Generic[S]):
         self.middleware: list[HandlerMiddleware] = list(middleware)
         self.dispatch_middleware: list[DispatchMiddleware] = []
         self.jobs = Jobs(self)
-        self._plans: dict[type, _Plan] = {}
+        self._plans: dict[type, Plan] = {}
         self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._cancellers: list[Callable[[int], None]] = []
         self._open = False
@@ -217,10 +194,10 @@ class Bus(Generic[S]):
             cancel(job_id)
 
     # -- dispatch
-    def _plan(self, cls: type) -> _Plan:
+    def _plan(self, cls: type) -> Plan:
         plan = self._plans.get(cls)
         if plan is None or plan.version != self.registry.version:
-            plan = _Plan(self.registry, cls)
+            plan = Plan(self.registry, cls)
             self._plans[cls] = plan
         return plan
 
@@ -252,26 +229,32 @@ class Bus(Generic[S]):
         ):
             # Fast path: inline handlers only, no options to check.
             if plan.inline:
-                ctx: Context[S] = Context(
-                    self.state, self, event, "", dict(meta) if meta else {}, self.handler_logger
-                )
-                failures: list[Exception] | None = None
-                for spec in plan.inline:
-                    ctx.handler = spec.name
-                    try:
-                        await spec.call(event, ctx)
-                    except Exception as exc:
-                        if failures is None:
-                            failures = []
-                        failures.append(exc)
-                if failures:
-                    self._inline_failed(failures, errors, DispatchResult(event, []))
+                await self._dispatch_inline_only(event, plan, meta, errors)
             return DispatchResult(event, [])
         results = await self._dispatch(
             [event], meta, delay, at, priority, queue, conn, errors, single=True
         )
         # Dispatch middleware may have dropped the event: then nothing was dispatched.
         return results[0] if results else DispatchResult(event, [])
+
+    async def _dispatch_inline_only(
+        self, event: Any, plan: Plan, meta: dict[str, Any] | None, errors: ErrorMode | None
+    ) -> None:
+        """The fast path of ``dispatch``: inline handlers, no middleware, no options."""
+        ctx: Context[S] = Context(
+            self.state, self, event, "", dict(meta) if meta else {}, self.handler_logger
+        )
+        failures: list[Exception] | None = None
+        for spec in plan.inline:
+            ctx.handler = spec.name
+            try:
+                await spec.call(event, ctx)
+            except Exception as exc:
+                if failures is None:
+                    failures = []
+                failures.append(exc)
+        if failures:
+            self._inline_failed(failures, errors, DispatchResult(event, []))
 
     async def dispatch_many(
         self,
@@ -303,22 +286,21 @@ class Bus(Generic[S]):
         *,
         single: bool,
     ) -> list[DispatchResult]:
-        if self.dispatch_middleware:
-            envelope = Dispatch(events=events, meta=dict(meta or {}))
+        if not self.dispatch_middleware:
+            return await self._dispatch_core(
+                events, dict(meta) if meta else {}, delay, at, priority, queue, conn, errors, single
+            )
+        envelope = Dispatch(events=events, meta=dict(meta or {}))
 
-            async def core() -> list[DispatchResult]:
-                return await self._dispatch_core(
-                    envelope.events, envelope.meta, delay, at, priority, queue, conn, errors, single
-                )
+        async def core() -> list[DispatchResult]:
+            return await self._dispatch_core(
+                envelope.events, envelope.meta, delay, at, priority, queue, conn, errors, single
+            )
 
-            call: Callable[[], Awaitable[Any]] = core
-            for mw in reversed(self.dispatch_middleware):
-                call = _bind_dispatch(mw, envelope, call)
-            result: list[DispatchResult] = await call()
-            return result
-        return await self._dispatch_core(
-            events, dict(meta) if meta else {}, delay, at, priority, queue, conn, errors, single
+        result: list[DispatchResult] = await run_dispatch_chain(
+            self.dispatch_middleware, envelope, core
         )
+        return result
 
     async def _dispatch_core(
         self,
@@ -332,21 +314,12 @@ class Bus(Generic[S]):
         errors: ErrorMode | None,
         single: bool,
     ) -> list[DispatchResult]:
-        optional_seconds("delay", delay)
-        if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
-            raise ConfigurationError("at= must be a timezone-aware datetime")
-        if priority is not None:
-            check_priority(priority)
-        if queue is not None:
-            check_name("queue", queue)
-        if not isinstance(meta, dict):
-            raise ConfigurationError("meta must be a dict")
-        plans = []
-        for event in events:
-            plans.append(self._plan(type(event)))  # EventError for a non-event
+        delay_s = _check_options(meta, delay, at, priority, queue)
+        plans = [self._plan(type(event)) for event in events]  # EventError for a non-event
         results = [DispatchResult(event, []) for event in events]
         if any(plan.jobs for plan in plans):
-            await self._insert_jobs(events, plans, results, meta, delay, at, priority, queue, conn)
+            options = JobOptions.build(meta, delay_s, at, priority, queue, self.max_payload_bytes)
+            await self._insert_jobs(events, plans, results, options, conn)
         failures: list[Exception] = []
         for event, plan in zip(events, plans, strict=True):
             if plan.inline:
@@ -366,73 +339,21 @@ class Bus(Generic[S]):
     async def _insert_jobs(
         self,
         events: list[Any],
-        plans: list[_Plan],
+        plans: list[Plan],
         results: list[DispatchResult],
-        meta: dict[str, Any],
-        delay: float | timedelta | None,
-        at: datetime | None,
-        priority: int | None,
-        queue: str | None,
+        options: JobOptions,
         conn: Any,
     ) -> None:
-        delay_s = optional_seconds("delay", delay)
-        meta_json = _encode_meta(meta) if meta else _EMPTY_META
-        max_bytes = self.max_payload_bytes
-        new_jobs: list[NewJob] = []
-        owners: list[int] = []  # index of each new job's event
-        for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
-            if not plan.templates:
-                continue
-            codec = plan.codec
-            payload = codec.encode(event)
-            if len(payload) > max_bytes:
-                raise PayloadTooLarge(
-                    f"event {codec.name!r} encodes to {len(payload)} bytes, over the bus's "
-                    f"max_payload_bytes of {max_bytes}"
-                )
-            builtins: Any = None
-            for template in plan.templates:
-                name, spec_queue, spec_priority, attempts, timeout, unique, period, mask, rep = (
-                    template
-                )
-                job_queue = queue or spec_queue
-                key = None
-                if unique is not None:
-                    if builtins is None:
-                        builtins = msgspec.json.decode(payload)
-                    key = unique.base_key(name, job_queue, builtins, meta)
-                new_jobs.append(
-                    NewJob(
-                        name,
-                        codec.name,
-                        job_queue,
-                        spec_priority if priority is None else priority,
-                        attempts,
-                        payload,
-                        meta_json,
-                        timeout,
-                        delay_s,
-                        at,
-                        key,
-                        period,
-                        mask,
-                        rep,
-                    )
-                )
-                owners.append(index)
+        """Build the rows, insert them in one ``insert_many``, record the outcomes."""
+        new_jobs, owners = build_jobs(events, plans, options)
         inserted = await self.store.insert_many(new_jobs, conn)
-        woken: set[str] = set()
-        for index, row, new in zip(owners, inserted, new_jobs, strict=True):
-            outcome = row.outcome
-            results[index].jobs.append(InsertResult(row.id, new.handler, outcome))
-            if outcome != "duplicate":
-                woken.add(new.queue)
+        woken = _record_inserted(results, owners, new_jobs, inserted)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:
                 self.wake(name)
 
     async def _run_inline(
-        self, event: Any, plan: _Plan, meta: dict[str, Any], failures: list[Exception]
+        self, event: Any, plan: Plan, meta: dict[str, Any], failures: list[Exception]
     ) -> None:
         ctx: Context[S] = Context(self.state, self, event, "", meta, self.handler_logger)
         middleware = self.middleware
@@ -463,8 +384,6 @@ class Bus(Generic[S]):
         handle_signals: bool = False,
     ) -> Worker:
         """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``."""
-        from ._runtime.worker import Worker, WorkerConfig
-
         config = WorkerConfig.build(
             queues=queues,
             node=node,
@@ -481,36 +400,17 @@ class Bus(Generic[S]):
         return Worker(self, config)
 
 
-def _bind_dispatch(
-    mw: DispatchMiddleware, envelope: Dispatch, call_next: Callable[[], Awaitable[Any]]
-) -> Callable[[], Awaitable[Any]]:
-    async def call() -> Any:
-        return await mw(envelope, call_next)
-
-    return call
-
-
-async def run_with_middleware(
-    middleware: Sequence[HandlerMiddleware],
-    handler: Callable[[Any, Context[Any]], Awaitable[Any]],
-    event: Any,
-    ctx: Context[Any],
-) -> Any:
-    """Run ``handler`` inside ``middleware``, outermost first."""
-
-    async def innermost() -> Any:
-        return await handler(event, ctx)
-
-    call: Callable[[], Awaitable[Any]] = innermost
-    for mw in reversed(middleware):
-        call = _bind_handler(mw, ctx, call)
-    return await call()
-
-
-def _bind_handler(
-    mw: HandlerMiddleware, ctx: Context[Any], call_next: Callable[[], Awaitable[Any]]
-) -> Callable[[], Awaitable[Any]]:
-    async def call() -> Any:
-        return await mw(ctx, call_next)
-
-    return call
+def _record_inserted(
+    results: list[DispatchResult],
+    owners: list[int],
+    new_jobs: list[NewJob],
+    inserted: Sequence[Inserted],
+) -> set[str]:
+    """Add each insert's outcome to its event's result; the queues that got a runnable job."""
+    woken: set[str] = set()
+    for index, row, new in zip(owners, inserted, new_jobs, strict=True):
+        outcome = row.outcome
+        results[index].jobs.append(InsertResult(row.id, new.handler, outcome))
+        if outcome != "duplicate":
+            woken.add(new.queue)
+    return woken

@@ -11,7 +11,7 @@ from ._types import JobInfo
 if TYPE_CHECKING:
     from ._bus import Bus
 
-__all__ = ["Context", "Dispatch"]
+__all__ = ["Context", "ContextFactory", "Dispatch"]
 
 S = TypeVar("S")
 
@@ -51,6 +51,24 @@ class Context(Generic[S]):
     def __repr__(self) -> str:
         where = f"job={self.job.id}" if self.job is not None else "inline"
         return f"Context(handler={self.handler!r}, {where})"
+
+
+class ContextFactory:
+    """Builds the ``Context`` of each job run for the runtime, which never sees the Bus
+    itself: it holds the bus only as the value of ``ctx.bus`` (and reads ``ctx.state`` from
+    it at each run, so a replaced ``bus.state`` applies)."""
+
+    __slots__ = ("_bus", "_logger")
+
+    def __init__(self, bus: Bus[Any], logger: logging.Logger) -> None:
+        self._bus = bus
+        self._logger = logger
+
+    def __call__(
+        self, event: Any, handler: str, meta: dict[str, Any], job: JobInfo | None
+    ) -> Context[Any]:
+        bus = self._bus
+        return Context(bus.state, bus, event, handler, meta, self._logger, job)
 
 
 @dataclass(slots=True)

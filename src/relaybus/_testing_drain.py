@@ -6,7 +6,8 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from ._driver import FetchParams, HeartbeatParams, StageParams
+from ._context import ContextFactory
+from ._driver import Driver, FetchParams, HeartbeatParams, StageParams
 from ._runtime.executor import Executor
 
 if TYPE_CHECKING:
@@ -25,7 +26,13 @@ async def drain(bus: Bus[Any], *, queues: list[str] | None = None, max_jobs: int
     """
     store = bus.store
     node = f"drain-{os.getpid()}-{secrets.token_hex(3)}"
-    executor = Executor(bus)
+    executor = Executor(
+        registry=bus.registry,
+        middleware=bus.middleware,
+        contexts=ContextFactory(bus, bus.handler_logger),
+        logger=bus.logger.getChild("worker"),
+        clock=store.clock,
+    )
     ran = 0
     await store.heartbeat(HeartbeatParams(node, ttl=86400.0))
     try:
@@ -36,19 +43,23 @@ async def drain(bus: Bus[Any], *, queues: list[str] | None = None, max_jobs: int
                 {spec.queue for spec in bus.registry.job_by_name.values()}
                 | set(await store.stats())
             )
-            progress = False
+            before = ran
             for queue in names:
-                while True:
-                    jobs = await store.fetch(FetchParams(queue, 1, node, 1 << 30, True))
-                    if not jobs:
-                        break
-                    completion = await executor.execute_with_timeout(jobs[0])
-                    await store.complete_many([completion])
-                    ran += 1
-                    progress = True
-                    if ran >= max_jobs:
-                        raise RuntimeError(f"drain ran {ran} jobs and jobs are still due")
-            if not progress:
+                ran = await _drain_queue(store, executor, queue, node, ran, max_jobs)
+            if ran == before:
                 return ran
     finally:
         await store.release_node(node)
+
+
+async def _drain_queue(
+    store: Driver, executor: Executor, queue: str, node: str, ran: int, max_jobs: int
+) -> int:
+    """Run the due jobs of ``queue`` one by one until none is left; the new run count."""
+    while jobs := await store.fetch(FetchParams(queue, 1, node, 1 << 30, True)):
+        completion = await executor.execute_with_timeout(jobs[0])
+        await store.complete_many([completion])
+        ran += 1
+        if ran >= max_jobs:
+            raise RuntimeError(f"drain ran {ran} jobs and jobs are still due")
+    return ran

@@ -208,3 +208,45 @@ async def test_admin_cancel_while_the_handler_swallows_cancellation(store, clock
         assert job.state is S.CANCELLED
         clock.advance(3600)
         assert await drain(bus) == 0
+
+
+async def test_stop_returns_as_soon_as_the_running_jobs_end(store) -> None:
+    # A graceful stop waits for running jobs *up to* grace: once they end, it returns.
+    bus = rb.Bus(store=store)
+    started = asyncio.Event()
+    ended = asyncio.Event()
+
+    @bus.job(Ping, name="conf.shutdown.prompt")
+    async def h(event: Ping, ctx: rb.Context) -> None:
+        started.set()
+        await asyncio.sleep(0.3)  # a short job, still running when stop() starts waiting
+        ended.set()
+
+    async with bus:
+        job_id = one_id(await bus.dispatch(Ping()))
+        async with bus.worker(queues={"default": 2}, poll_interval=0.05) as w:
+            await wait_for(started)
+            async with asyncio.timeout(15):  # half the grace: stop() must not wait it out
+                await w.stop(grace=30)
+            assert ended.is_set()  # it waited for the job, which finished on its own
+        job = await job_of(bus, job_id)
+        assert job.state is S.COMPLETED
+        assert job.errors == ()
+
+
+async def test_leaving_the_worker_block_returns_when_the_running_job_ends(store) -> None:
+    # `async with bus.worker()` stops with the default grace (30 s) on exit.
+    bus = rb.Bus(store=store)
+    started = asyncio.Event()
+
+    @bus.job(Ping, name="conf.shutdown.prompt_exit")
+    async def h(event: Ping, ctx: rb.Context) -> None:
+        started.set()
+        await asyncio.sleep(0.3)  # a short job, still running when the block exits
+
+    async with bus:
+        job_id = one_id(await bus.dispatch(Ping()))
+        async with asyncio.timeout(15):
+            async with bus.worker(queues={"default": 2}, poll_interval=0.05):
+                await wait_for(started)
+        assert (await job_of(bus, job_id)).state is S.COMPLETED

@@ -67,7 +67,7 @@ async def worker(args: argparse.Namespace) -> None:
             node_ttl=args.ttl,
             rescue_interval=args.heartbeat,
             max_rescues=args.max_rescues,
-            grace=5,
+            grace=args.grace,
             handle_signals=True,
         )
         log_line(args.log, f"worker {os.getpid()} {w.node.id}")
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=0.3)
     parser.add_argument("--ttl", type=float, default=1.5)
     parser.add_argument("--max-rescues", type=int, default=3)
+    parser.add_argument("--grace", type=float, default=5.0)
     args = parser.parse_args()
     asyncio.run(worker(args) if args.command == "worker" else insert(args))
 

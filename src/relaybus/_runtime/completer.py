@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from .._driver import Completion, Driver
+from .service import Backoff, Env, Outage, Service
 
 __all__ = ["Completer"]
 
 
-class Completer:
+#: Retrying a failed write: from 50 ms, doubling, up to 5 s (completions are waiting).
+WRITE_BACKOFF = Backoff(first=0.05, cap=5.0)
+
+
+class Completer(Service):
     """Collects completions and writes them in batches.
 
     A producer about to fetch takes every pending completion along (``take``), so that one
@@ -18,18 +22,23 @@ class Completer:
     completer writes itself with ``complete_many``. While a write is in flight new completions
     queue up and go together in the next one, so batches grow with load without any timer. A
     failed write (dropped connection) is given back and retried with backoff; the fencing in the
-    store makes a late or repeated write harmless.
+    store makes a late or repeated write harmless. ``stop()`` returns once everything pending is
+    written.
     """
 
-    def __init__(self, store: Driver, logger: logging.Logger) -> None:
+    name = "completer"
+
+    def __init__(self, store: Driver, env: Env, backoff: Backoff = WRITE_BACKOFF) -> None:
+        super().__init__(env)
         self._store = store
-        self._logger = logger
+        self._backoff = backoff
+        self.outage = Outage("writing completions", env.logger, env.clock)
+        self._never = asyncio.Event()  # a retry wait that stopping does not cut short
         self._pending: list[Completion] = []
         self._in_flight = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._closing = False
 
     def add(self, completion: Completion) -> None:
         self._pending.append(completion)
@@ -58,18 +67,27 @@ class Completer:
         """Wait until every completion added so far is written."""
         await self._idle.wait()
 
-    def close(self) -> None:
-        """Let ``run`` return once everything pending is written."""
-        self._closing = True
+    def _wake_for_stop(self) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        delay = 0.05
+    async def run_once(self) -> int:
+        """Write everything pending in one ``complete_many`` (given back if it fails)."""
+        batch = self.take()
+        try:
+            if batch:
+                await self._store.complete_many(batch)
+        except BaseException:
+            self.restore(batch)
+            raise
+        self.settle(batch)
+        return len(batch)
+
+    async def _main(self) -> None:
         while True:
             if not self._pending:
                 if not self._in_flight:
                     self._idle.set()
-                    if self._closing:
+                    if self._stopping.is_set():
                         return
                 await self._wake.wait()
                 self._wake.clear()
@@ -77,16 +95,12 @@ class Completer:
                 # carries these completions in its own statement.
                 await asyncio.sleep(0)
                 continue
-            batch = self.take()
             try:
-                await self._store.complete_many(batch)
-            except Exception:
-                self._logger.exception(
-                    "writing %d completions failed; retrying in %.2gs", len(batch), delay
-                )
-                self.restore(batch)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                written = await self.run_once()
+            except Exception as exc:
+                delay = self._backoff.delay(self.outage.failures + 1, self.env.rng)
+                self.outage.failed(exc, delay)
+                await self.env.sleep(delay, self._never)  # even when stopping: never drop
             else:
-                self.settle(batch)
-                delay = 0.05
+                if written:
+                    self.outage.recovered()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from .._clock import Clock
 from .._driver import Driver, ElectParams
-from .service import Periodic
+from .service import Backoff, Env, Periodic
 
 __all__ = ["Elector"]
 
@@ -16,7 +14,9 @@ class Elector(Periodic):
     """Tries to take or renew a lease of ``ttl`` in the store every ``interval``.
 
     Leadership is trusted only until the local monotonic deadline (the time the attempt
-    started + ttl), so a node paused past its lease stops acting as leader on its own.
+    started + ttl), so a node paused past its lease stops acting as leader on its own. While
+    the store fails it retries at least every ``interval``: its own backoff never costs the
+    node its lease.
     """
 
     name = "elector"
@@ -24,16 +24,15 @@ class Elector(Periodic):
     def __init__(
         self,
         store: Driver,
-        clock: Clock,
         node: str,
         ttl: float,
         interval: float,
-        logger: logging.Logger,
+        env: Env,
         on_elected: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(interval, logger)
+        super().__init__(interval, env, Backoff(first=min(interval, 1.0), cap=interval))
         self._store = store
-        self._clock = clock
+        self._clock = env.clock
         self._node = node
         self._ttl = ttl
         self._until = float("-inf")

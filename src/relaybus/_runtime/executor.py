@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from .._bus import run_with_middleware
-from .._context import Context
+from .._clock import Clock
+from .._context import ContextFactory
 from .._driver import Claimed, Completion
 from .._errors import Cancel, Discard, Snooze
-from .._handlers import JobSpec
+from .._handlers import JobSpec, Registry
+from .._middleware import HandlerMiddleware, run_with_middleware
 from .._options import Exponential
 from .._types import JobError, JobInfo
-
-if TYPE_CHECKING:
-    from .._bus import Bus
 
 __all__ = ["Executor"]
 
@@ -49,16 +48,52 @@ class _Deadline:
         self.task.cancel()
 
 
+def _job_info(job: Claimed) -> JobInfo:
+    return JobInfo(
+        job.id,
+        job.handler,
+        job.attempt,
+        job.max_attempts,
+        job.queue,
+        job.priority,
+        job.meta,
+        job.inserted_at,
+        job.scheduled_at,
+    )
+
+
+def _asked_to_cancel() -> bool:
+    """Whether someone cancelled the current task (the runtime: timeout, shutdown, lost), as
+    opposed to a handler raising ``CancelledError`` itself or awaiting a cancelled future."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Executor:
     """Decodes the payload, builds the context, applies middleware and the timeout, runs the
-    handler and maps the outcome. Never raises for anything a handler does, except
-    cancellation (the caller decides what a cancelled run means)."""
+    handler and maps the outcome. Never raises for anything a handler does (``SystemExit``,
+    ``KeyboardInterrupt`` and a ``CancelledError`` nobody asked for included: each is a failed
+    attempt), except a cancellation of the running task: the caller decides what that means.
 
-    def __init__(self, bus: Bus[Any], logger: logging.Logger | None = None) -> None:
-        self._bus = bus
-        self._registry = bus.registry
-        self._clock = bus.store.clock
-        self._logger = logger or bus.logger.getChild("worker")
+    It needs the handlers (``registry``), the handler ``middleware`` (the bus's own list, so
+    later ``bus.use`` calls apply), the ``contexts`` it builds each run's ``Context`` with, a
+    ``logger`` and the store's ``clock`` (error timestamps); never the Bus itself.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        middleware: Sequence[HandlerMiddleware],
+        contexts: ContextFactory,
+        logger: logging.Logger,
+        clock: Clock,
+    ) -> None:
+        self._registry = registry
+        self._middleware = middleware
+        self._contexts = contexts
+        self._clock = clock
+        self._logger = logger
 
     def timeout_of(self, job: Claimed) -> float | None:
         """The handler's timeout (the stored one when this bus lacks the handler)."""
@@ -113,26 +148,12 @@ class Executor:
                 "decode_error",
                 f"payload does not decode into {spec.event.__qualname__}: {exc}",
             )
-        ctx: Context[Any] = Context(
-            self._bus.state,
-            self._bus,
-            event,
-            spec.name,
-            job.meta,
-            self._bus.handler_logger,
-            JobInfo(
-                job.id,
-                job.handler,
-                job.attempt,
-                job.max_attempts,
-                job.queue,
-                job.priority,
-                job.meta,
-                job.inserted_at,
-                job.scheduled_at,
-            ),
-        )
-        middleware = self._bus.middleware
+        return await self._run(job, spec, event)
+
+    async def _run(self, job: Claimed, spec: JobSpec, event: Any) -> Completion:
+        """Run the handler (inside the middleware) and map how it ended to a Completion."""
+        ctx = self._contexts(event, spec.name, job.meta, _job_info(job))
+        middleware = self._middleware
         try:
             if middleware:
                 await run_with_middleware(middleware, spec.call, event, ctx)
@@ -148,12 +169,22 @@ class Executor:
             return Completion(
                 job.id, job.attempt, "discard", self._error(job, "discarded", discard.reason)
             )
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            tb = "".join(traceback.format_exception(exc))
-            return self._failed(job, spec, _kind(exc), str(exc) or repr(exc), tb)
+        except asyncio.CancelledError as exc:
+            if _asked_to_cancel():
+                raise
+            return self._raised(job, spec, exc)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: never fatal
+            return self._raised(job, spec, exc)
         return Completion(job.id, job.attempt, "completed")
+
+    def _raised(self, job: Claimed, spec: JobSpec, exc: BaseException) -> Completion:
+        if not isinstance(exc, Exception):
+            self._logger.error(
+                "job %s (%s) raised %s: a failed attempt; the worker keeps running",
+                job.id, job.handler, _kind(exc),
+            )
+        tb = "".join(traceback.format_exception(exc))
+        return self._failed(job, spec, _kind(exc), str(exc) or repr(exc), tb)
 
     def _error(self, job: Claimed, kind: str, message: str, tb: str | None = None) -> JobError:
         return JobError(self._clock.now(), job.attempt, kind, message, tb)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from .._driver import Driver, HeartbeatParams, PruneParams, RescueParams, StageParams
@@ -10,7 +9,7 @@ from .._options import Retention
 from .._types import TERMINAL_STATES
 from .elector import Elector
 from .node import NodeState
-from .service import Periodic
+from .service import Backoff, Env, Periodic
 
 __all__ = ["Heartbeat", "Pruner", "Rescuer", "Stager"]
 
@@ -18,8 +17,8 @@ __all__ = ["Heartbeat", "Pruner", "Rescuer", "Stager"]
 class _LeaderService(Periodic):
     leader_only = True
 
-    def __init__(self, interval: float, logger: logging.Logger, elector: Elector) -> None:
-        super().__init__(interval, logger)
+    def __init__(self, interval: float, env: Env, elector: Elector) -> None:
+        super().__init__(interval, env)
         self._elector = elector
 
     def active(self) -> bool:
@@ -35,11 +34,11 @@ class Stager(_LeaderService):
         self,
         store: Driver,
         interval: float,
-        logger: logging.Logger,
+        env: Env,
         elector: Elector,
         wake: Callable[[str], None],
     ) -> None:
-        super().__init__(interval, logger, elector)
+        super().__init__(interval, env, elector)
         self._store = store
         self._wake = wake
 
@@ -63,13 +62,13 @@ class Rescuer(_LeaderService):
         self,
         store: Driver,
         interval: float,
-        logger: logging.Logger,
+        env: Env,
         elector: Elector,
         *,
         grace: float,
         max_rescues: int,
     ) -> None:
-        super().__init__(interval, logger, elector)
+        super().__init__(interval, env, elector)
         self._store = store
         self._params = RescueParams(grace=grace, max_rescues=max_rescues)
 
@@ -93,11 +92,11 @@ class Pruner(_LeaderService):
         self,
         store: Driver,
         interval: float,
-        logger: logging.Logger,
+        env: Env,
         elector: Elector,
         retention: Retention,
     ) -> None:
-        super().__init__(interval, logger, elector)
+        super().__init__(interval, env, elector)
         self._store = store
         self._params = PruneParams(
             retention={state: retention.seconds_for(state) for state in TERMINAL_STATES},
@@ -114,7 +113,8 @@ class Pruner(_LeaderService):
 
 
 class Heartbeat(Periodic):
-    """Stamps this node alive (the store's clock) and stops runs the store took away."""
+    """Stamps this node alive (the store's clock) and stops runs the store took away. While
+    the store fails it retries at least every ``interval``, so the node keeps its lease."""
 
     name = "heartbeat"
 
@@ -122,11 +122,11 @@ class Heartbeat(Periodic):
         self,
         store: Driver,
         interval: float,
-        logger: logging.Logger,
+        env: Env,
         node: NodeState,
         ttl: float,
     ) -> None:
-        super().__init__(interval, logger)
+        super().__init__(interval, env, Backoff(first=min(interval, 1.0), cap=interval))
         self._store = store
         self._node = node
         self._ttl = ttl

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._validate import check_name
+from .service import Env, Periodic
 
 __all__ = ["NodeState", "Run", "Watchdog", "node_id"]
 
@@ -60,17 +61,18 @@ class NodeState:
         return True
 
 
-class Watchdog:
+class Watchdog(Periodic):
     """Stops runs past their deadline. One coarse periodic check replaces a timer per job:
     it looks every ``resolution`` seconds (a tenth of the shortest timeout, 5 ms to 1 s)."""
 
     name = "watchdog"
 
-    def __init__(self, node: NodeState, resolution: float) -> None:
-        self._node = node
+    def __init__(self, node: NodeState, resolution: float, env: Env) -> None:
         self.resolution = min(1.0, max(0.005, resolution))
+        super().__init__(self.resolution, env)
+        self._node = node
 
-    def run_once(self) -> int:
+    async def run_once(self) -> int:
         now = asyncio.get_running_loop().time()
         expired = [
             run.job_id
@@ -80,12 +82,3 @@ class Watchdog:
         for job_id in expired:
             self._node.cancel(job_id, "timeout")
         return len(expired)
-
-    async def loop(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            self.run_once()
-            try:
-                async with asyncio.timeout(self.resolution):
-                    await stopping.wait()
-            except TimeoutError:
-                pass

@@ -4,7 +4,6 @@ them. Slots are long-lived coroutines, so a job costs no task creation."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable
 
@@ -12,19 +11,28 @@ from .._driver import Claimed, Completion, Driver, FetchParams
 from .completer import Completer
 from .executor import Executor
 from .node import NodeState, Run
+from .service import Backoff, Env, Outage, Service
 
 __all__ = ["Producer"]
 
 MIN_POLL = 0.05
+#: Retrying a failed fetch: from 100 ms, doubling, up to 5 s.
+FETCH_BACKOFF = Backoff(first=2 * MIN_POLL, cap=5.0)
 
 
-class Producer:
+class Producer(Service):
     """Fetches as many jobs as it has idle slots whenever woken (an insert in this process, a
     notification, a slot going idle, the stager) or when its poll interval runs out.
 
     Stores that cannot push notifications are polled adaptively: from 50 ms, doubling while
     idle up to ``poll_interval``, and back to 50 ms as soon as a fetch finds work.
+
+    ``run_once()`` is one fetch for the idle slots. ``stop()`` stops fetching, hands back the
+    jobs it claimed but never started, and returns; the ``slots`` finish their current job and
+    end (the worker waits for them within its grace).
     """
+
+    name = "producer"
 
     def __init__(
         self,
@@ -37,8 +45,11 @@ class Producer:
         completer: Completer,
         poll_interval: float,
         on_idle: Callable[[bool], None],
-        logger: logging.Logger,
+        env: Env,
     ) -> None:
+        super().__init__(env)
+        self.name = f"producer[{queue}]"
+        self.outage = Outage(f"fetching from queue {queue!r}", env.logger, env.clock)
         self.queue = queue
         self.concurrency = concurrency
         self._store = store
@@ -49,12 +60,11 @@ class Producer:
         self._adaptive = not store.supports_notify
         self._poll = MIN_POLL if self._adaptive else poll_interval
         self._on_idle = on_idle
-        self._logger = logger
         self._wake = asyncio.Event()  # the fetch loop's
         self._jobs_ready = asyncio.Event()  # the idle slots'
         self._ready: deque[Claimed] = deque()
         self._idle_slots = 0
-        self._stopping = False
+        self._halted = False  # stop() was called: fetch nothing more
         self.slots: list[asyncio.Task[None]] = []
         # The last fetch ran while the node was busy and came back short: a poison suspect
         # (which runs only on an idle node) may have been passed over.
@@ -63,44 +73,51 @@ class Producer:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
-        """Stop fetching; slots finish their current job and end."""
-        self._stopping = True
+    def _wake_for_stop(self) -> None:
+        self._halted = True
         self._wake.set()
         self._jobs_ready.set()
 
-    async def run(self) -> None:
+    async def run_once(self) -> int:
+        """Claim jobs for the idle slots (none while a poison suspect runs); how many."""
+        wanted = self._idle_slots - len(self._ready)
+        if wanted > 0 and not self._node.isolated:
+            return await self._fetch(wanted)
+        return 0
+
+    async def _main(self) -> None:
         """The fetch loop; starts the slots. Returns once stopped (slots may still run)."""
         self.slots = [asyncio.create_task(self._slot()) for _ in range(self.concurrency)]
-        failures = 0
-        while not self._stopping:
-            self._wake.clear()
-            wanted = self._idle_slots - len(self._ready)
-            if wanted > 0 and not self._node.isolated:
+        try:
+            while not self._halted:
+                self._wake.clear()
                 try:
-                    found = await self._fetch(wanted)
-                    failures = 0
-                except Exception:
-                    failures += 1
-                    delay = min(MIN_POLL * 2**failures, 5.0)
-                    self._logger.exception(
-                        "fetching from %r failed; retry in %.2gs", self.queue, delay
-                    )
-                    await asyncio.sleep(delay)
+                    found = await self.run_once()
+                except Exception as exc:
+                    delay = FETCH_BACKOFF.delay(self.outage.failures + 1, self.env.rng)
+                    self.outage.failed(exc, delay)
+                    await self.env.sleep(delay, self._stopping)
                     continue
+                self.outage.recovered()
                 if found:
                     if self._adaptive:
                         self._poll = MIN_POLL
                     continue  # slots wake us when they go idle again
-            if self._wake.is_set():
-                continue
-            try:
-                async with asyncio.timeout(self._poll):
-                    await self._wake.wait()
-            except TimeoutError:
-                if self._adaptive:
-                    self._poll = min(self._poll * 2, self._max_poll)
-        # Claimed but never started: hand back at once, attempt refunded.
+                if not self._wake.is_set():
+                    await self._wait_for_work()
+        finally:
+            self._hand_back()
+
+    async def _wait_for_work(self) -> None:
+        try:
+            async with asyncio.timeout(self._poll):
+                await self._wake.wait()
+        except TimeoutError:
+            if self._adaptive:
+                self._poll = min(self._poll * 2, self._max_poll)
+
+    def _hand_back(self) -> None:
+        """Claimed but never started: hand back at once, attempt refunded."""
         while self._ready:
             job = self._ready.popleft()
             self._completer.add(Completion(job.id, job.attempt, "return"))
@@ -108,7 +125,7 @@ class Producer:
     async def _fetch(self, wanted: int) -> int:
         node = self._node
         async with node.fetch_lock:  # one fetch at a time per node: isolation stays exact
-            if self._stopping or node.isolated:
+            if self._halted or node.isolated:
                 return 0
             carried = self._completer.take()  # finish the last runs in the same statement
             try:
@@ -137,7 +154,7 @@ class Producer:
         loop = asyncio.get_running_loop()
         while True:
             if not ready:
-                if self._stopping:
+                if self._halted:
                     return
                 self._idle_slots += 1
                 self._jobs_ready.clear()
@@ -147,8 +164,8 @@ class Producer:
                 finally:
                     self._idle_slots -= 1
                 continue
-            if self._stopping:
-                return  # left in the buffer: run() hands them back
+            if self._halted:
+                return  # left in the buffer: the fetch loop hands them back
             await self._run(ready.popleft(), task, loop)
 
     async def _run(

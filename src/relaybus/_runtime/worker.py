@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._context import ContextFactory
 from .._errors import ConfigurationError, StoreClosed
 from .._options import Retention
 from .._validate import check_name, seconds
@@ -19,7 +20,7 @@ from .executor import Executor
 from .maintenance import Heartbeat, Pruner, Rescuer, Stager
 from .node import NodeState, Watchdog, node_id
 from .producer import Producer
-from .service import Periodic
+from .service import Env, Service
 
 if TYPE_CHECKING:
     from .._bus import Bus
@@ -57,15 +58,7 @@ class WorkerConfig:
         retention: Retention | None,
         handle_signals: bool,
     ) -> WorkerConfig:
-        queues = {"default": 10} if queues is None else dict(queues)
-        if not queues:
-            raise ConfigurationError("queues= must name at least one queue")
-        for name, concurrency in queues.items():
-            check_name("queue", name)
-            if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-                raise ConfigurationError(
-                    f"queue {name!r} concurrency must be an integer >= 1, not {concurrency!r}"
-                )
+        queues = _check_queues({"default": 10} if queues is None else dict(queues))
         if node is not None:
             check_name("node", node)
         if not isinstance(max_rescues, int) or max_rescues < 1:
@@ -93,65 +86,63 @@ class WorkerConfig:
         )
 
 
+def _check_queues(queues: dict[str, int]) -> dict[str, int]:
+    if not queues:
+        raise ConfigurationError("queues= must name at least one queue")
+    for name, concurrency in queues.items():
+        check_name("queue", name)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ConfigurationError(
+                f"queue {name!r} concurrency must be an integer >= 1, not {concurrency!r}"
+            )
+    return queues
+
+
 class Worker:
     """Runs the jobs of the configured queues on this node.
 
     ``async with bus.worker(...) as w:`` runs it in the background for the block (graceful stop
     on exit); or ``await w.run()`` until ``await w.stop(grace=...)``. The services are attributes
     (``producers``, ``completer``, ``heartbeat``, ``elector``, ``stager``, ``rescuer``,
-    ``pruner``), each with ``run_once()`` for tests.
+    ``pruner``, ``watchdog``), each a :class:`~relaybus._runtime.service.Service` with
+    ``run_once()`` for tests; the worker starts them all, then stops them all, the same way.
     """
 
-    def __init__(self, bus: Bus[Any], config: WorkerConfig) -> None:
+    def __init__(self, bus: Bus[Any], config: WorkerConfig, env: Env | None = None) -> None:
         self.bus = bus
         self.config = config
         store = bus.store
-        logger = bus.logger.getChild("worker")
-        self.logger = logger
+        self.logger = bus.logger.getChild("worker")
+        self.env = env = env or Env(self.logger, store.clock)
         self.node = NodeState(node_id(config.node), isolate_after=max(1, config.max_rescues - 1))
-        self.executor = Executor(bus, logger)
-        self.completer = Completer(store, logger)
-        self.elector = Elector(
-            store,
-            store.clock,
-            self.node.id,
-            config.node_ttl,
-            config.heartbeat_interval,
-            logger,
-            on_elected=self._on_elected,
+        self.executor = Executor(
+            registry=bus.registry,
+            middleware=bus.middleware,
+            contexts=ContextFactory(bus, bus.handler_logger),
+            logger=self.logger,
+            clock=store.clock,
         )
-        self.heartbeat = Heartbeat(
-            store, config.heartbeat_interval, logger, self.node, config.node_ttl
-        )
-        self.stager = Stager(
-            store, min(config.poll_interval, 1.0), logger, self.elector, self._wake_queue
-        )
+        self.completer = Completer(store, env)
+        beat, ttl = config.heartbeat_interval, config.node_ttl
+        self.elector = Elector(store, self.node.id, ttl, beat, env, on_elected=self._on_elected)
+        self.heartbeat = Heartbeat(store, beat, env, self.node, ttl)
+        self.stager = Stager(store, min(config.poll_interval, 1.0), env, self.elector, self._wake)
         self.rescuer = Rescuer(
             store,
             config.rescue_interval,
-            logger,
+            env,
             self.elector,
             grace=config.grace,
             max_rescues=config.max_rescues,
         )
-        self.pruner = Pruner(store, config.prune_interval, logger, self.elector, config.retention)
+        self.pruner = Pruner(store, config.prune_interval, env, self.elector, config.retention)
         self.producers = {
-            queue: Producer(
-                queue=queue,
-                concurrency=concurrency,
-                store=store,
-                node=self.node,
-                executor=self.executor,
-                completer=self.completer,
-                poll_interval=config.poll_interval,
-                on_idle=self._node_idle,
-                logger=logger,
-            )
+            queue: self._producer(queue, concurrency)
             for queue, concurrency in config.queues.items()
         }
+        self.watchdog = Watchdog(self.node, self._watchdog_resolution(), env)
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._grace = config.grace
         self._done = asyncio.Event()
         self._running = False
@@ -161,8 +152,32 @@ class Worker:
     def __repr__(self) -> str:
         return f"Worker(node={self.node.id!r}, queues={self.config.queues!r})"
 
+    def _producer(self, queue: str, concurrency: int) -> Producer:
+        return Producer(
+            queue=queue,
+            concurrency=concurrency,
+            store=self.bus.store,
+            node=self.node,
+            executor=self.executor,
+            completer=self.completer,
+            poll_interval=self.config.poll_interval,
+            on_idle=self._node_idle,
+            env=self.env,
+        )
+
+    def _watchdog_resolution(self) -> float:
+        """A tenth of the shortest handler timeout (the watchdog bounds it to 5 ms - 1 s)."""
+        timeouts = [s.timeout for s in self.bus.registry.job_by_name.values() if s.timeout]
+        return min(timeouts, default=10.0) / 10
+
+    @property
+    def services(self) -> list[Service]:
+        """Every service, in start order (they stop in the reverse order)."""
+        maintenance = [self.heartbeat, self.elector, self.stager, self.rescuer, self.pruner]
+        return [self.completer, *maintenance, self.watchdog, *self.producers.values()]
+
     # -- wake-ups
-    def _wake_queue(self, queue: str) -> None:
+    def _wake(self, queue: str) -> None:
         producer = self.producers.get(queue)
         if producer is not None:
             producer.wake()
@@ -186,7 +201,7 @@ class Worker:
         try:
             await self.pruner.run_once()
         except Exception:
-            self.logger.exception("pruning failed")
+            self.logger.exception("pruning on election failed; the pruner tries again later")
 
     # -- lifecycle
     async def run(self) -> None:
@@ -194,66 +209,89 @@ class Worker:
         if self._running:
             raise RuntimeError("this worker is already running")
         self._running = True
+        try:
+            if not getattr(self.bus, "_open", False):
+                raise StoreClosed("open the bus before running a worker: `async with bus:`")
+            await self.heartbeat.run_once()  # the node row exists before the first claim
+            disconnect = await self._connect()
+            try:
+                await self._serve()
+            finally:
+                await self._stop_services()
+                await disconnect()
+        finally:
+            self._done.set()
+
+    async def _connect(self) -> Callable[[], Awaitable[None]]:
+        """Hook this node up to wake-ups, admin cancels and signals; returns the undo."""
         bus = self.bus
-        if not getattr(bus, "_open", False):
-            raise StoreClosed("open the bus before running a worker: `async with bus:`")
-        await self.heartbeat.run_once()  # the node row exists before the first claim
-        unsubscribe = await bus.store.subscribe(self._wake_queue)
+        unsubscribe = await bus.store.subscribe(self._wake)
         removers = [bus.add_waker(queue, p.wake) for queue, p in self.producers.items()]
         removers.append(bus.add_canceller(self._cancel_local))
         removers.append(self._install_signals())
-        services: list[Periodic] = [self.heartbeat, self.elector, self.stager, self.rescuer]
-        services.append(self.pruner)
-        service_tasks = [asyncio.create_task(s.loop(self._stopping)) for s in services]
-        timeouts = [s.timeout for s in bus.registry.job_by_name.values() if s.timeout]
-        self.watchdog = Watchdog(self.node, min(timeouts, default=10.0) / 10)
-        service_tasks.append(asyncio.create_task(self.watchdog.loop(self._stopping)))
-        completer_task = asyncio.create_task(self.completer.run())
-        producer_tasks = [asyncio.create_task(p.run()) for p in self.producers.values()]
-        self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
-        try:
-            await self._stop_requested.wait()
-            await self._shutdown(producer_tasks)
-        except asyncio.CancelledError:
-            self._force.set()
-            await asyncio.shield(self._shutdown(producer_tasks))
-            raise
-        finally:
-            self._stopping.set()
-            self.completer.close()
-            with contextlib.suppress(Exception):
-                await completer_task
-            for task in service_tasks:
-                task.cancel()
-            await asyncio.gather(*service_tasks, *self._helpers, return_exceptions=True)
+
+        async def disconnect() -> None:
             for remove in removers:
                 remove()
             if unsubscribe is not None:
-                with contextlib.suppress(Exception):
-                    await unsubscribe()
-            with contextlib.suppress(Exception):
-                await self.elector.resign()
-            with contextlib.suppress(Exception):
-                await bus.store.release_node(self.node.id)
-            self._done.set()
+                await self._attempt("unsubscribing", unsubscribe)
+            await self._attempt("resigning leadership", self.elector.resign)
+            await self._attempt("releasing the node", lambda: bus.store.release_node(self.node.id))
             self.logger.info("worker %s stopped", self.node.id)
 
-    async def _shutdown(self, producer_tasks: list[asyncio.Task[None]]) -> None:
-        for producer in self.producers.values():
-            producer.stop()
-        await asyncio.gather(*producer_tasks, return_exceptions=True)
+        return disconnect
+
+    async def _serve(self) -> None:
+        """Start every service, run until asked to stop, then finish or hand back the jobs."""
+        self.watchdog = Watchdog(self.node, self._watchdog_resolution(), self.env)
+        for service in self.services:
+            service.start()
+        self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
+        try:
+            await self._stop_requested.wait()
+            await self._finish_jobs()
+        except asyncio.CancelledError:
+            self._force.set()
+            await asyncio.shield(self._finish_jobs())
+            raise
+
+    async def _finish_jobs(self) -> None:
+        """Stop fetching; let running jobs end within grace; stop and hand back the rest."""
+        await asyncio.gather(*(producer.stop() for producer in self.producers.values()))
         slots = [slot for producer in self.producers.values() for slot in producer.slots]
-        pending = [slot for slot in slots if not slot.done()]
-        if pending and self._grace > 0 and not self._force.is_set():
-            force = asyncio.ensure_future(self._force.wait())
-            try:
-                await asyncio.wait([*pending, force], timeout=self._grace)
-            finally:
-                force.cancel()
+        await self._await_within_grace([slot for slot in slots if not slot.done()])
         for run in list(self.node.runs.values()):
             self.node.cancel(run.job_id, "shutdown")
         await asyncio.gather(*slots, return_exceptions=True)
         await self.completer.flush()
+
+    async def _await_within_grace(self, slots: list[asyncio.Task[None]]) -> None:
+        """Return as soon as every slot has ended, the grace is over, or a stop is forced."""
+        if not slots or self._grace <= 0 or self._force.is_set():
+            return
+        ended: asyncio.Future[Any] = asyncio.gather(*slots, return_exceptions=True)
+        forced: asyncio.Future[Any] = asyncio.ensure_future(self._force.wait())
+        try:
+            await asyncio.wait(
+                [ended, forced], timeout=self._grace, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            forced.cancel()
+
+    async def _stop_services(self) -> None:
+        for service in reversed(self.services):
+            await service.stop()  # logs whatever the service ended with
+            if service is self.pruner:
+                await asyncio.gather(*self._helpers, return_exceptions=True)
+
+    async def _attempt(self, what: str, step: Callable[[], Awaitable[Any]]) -> None:
+        """One teardown step: a failure is logged, and the next steps still run."""
+        try:
+            await step()
+        except Exception:
+            self.logger.warning(
+                "%s failed while stopping worker %s", what, self.node.id, exc_info=True
+            )
 
     async def stop(self, grace: float | timedelta | None = None) -> None:
         """Stop fetching, let running jobs finish within ``grace`` (default: the worker's),
@@ -269,7 +307,7 @@ class Worker:
         if self._running:
             await self._done.wait()
 
-    def _install_signals(self) -> Any:
+    def _install_signals(self) -> Callable[[], None]:
         if not self.config.handle_signals:
             return lambda: None
         loop = asyncio.get_running_loop()

@@ -1,0 +1,147 @@
+"""Dispatch plans: what one dispatch of an event class does, and how its job rows are built.
+
+A :class:`Plan` is cached per event class (and registry version) by the Bus. Everything the jobs
+of one handler share is computed once, in its :class:`JobTemplate`; a dispatch call's options are
+checked once, into :class:`JobOptions`; :func:`build_jobs` then makes one ``NewJob`` per job
+handler, with no other allocation or call per job (``Bus._insert_jobs`` is a hot path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ._driver import NewJob
+from ._errors import PayloadTooLarge
+from ._handlers import InlineSpec, JobSpec, Registry
+from ._options import Unique
+from ._types import JobState
+
+__all__ = ["JobOptions", "JobTemplate", "Plan", "build_jobs"]
+
+_encode_meta = msgspec.json.Encoder().encode
+_decode_payload = msgspec.json.decode
+_EMPTY_META = b"{}"
+
+
+class JobTemplate:
+    """What every ``NewJob`` of one job handler shares, built once per plan."""
+
+    __slots__ = (
+        "mask", "max_attempts", "name", "period", "priority", "queue", "replace", "timeout",
+        "unique",
+    )  # fmt: skip
+
+    def __init__(self, spec: JobSpec) -> None:
+        unique = spec.unique
+        self.name = spec.name
+        self.queue = spec.queue
+        self.priority = spec.priority
+        self.max_attempts = spec.max_attempts
+        self.timeout: float | None = spec.timeout
+        self.unique: Unique | None = unique
+        self.period: float | None = unique.period_seconds if unique is not None else None
+        self.mask = unique.mask if unique is not None else 0
+        self.replace: Mapping[JobState, tuple[str, ...]] = (
+            spec.replace.as_map() if spec.replace is not None else {}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """The checked options of one dispatch call, shared by every job it builds."""
+
+    meta: dict[str, Any]
+    meta_json: bytes
+    delay: float | None
+    at: datetime | None
+    priority: int | None
+    queue: str | None
+    max_bytes: int  # the bus's max_payload_bytes
+
+    @classmethod
+    def build(
+        cls,
+        meta: dict[str, Any],
+        delay: float | None,
+        at: datetime | None,
+        priority: int | None,
+        queue: str | None,
+        max_bytes: int,
+    ) -> JobOptions:
+        meta_json = _encode_meta(meta) if meta else _EMPTY_META
+        return cls(meta, meta_json, delay, at, priority, queue, max_bytes)
+
+
+class Plan:
+    """What one dispatch of an event class does; cached per class and registry version."""
+
+    __slots__ = ("codec", "inline", "jobs", "templates", "version")
+
+    def __init__(self, registry: Registry, cls: type) -> None:
+        self.codec = registry.codec(cls)
+        self.inline: list[InlineSpec] = list(registry.inline.get(cls, ()))
+        self.jobs: list[JobSpec] = list(registry.jobs.get(cls, ()))
+        self.templates = [JobTemplate(spec) for spec in self.jobs]
+        self.version = registry.version
+
+    def too_large(self, payload: bytes, max_bytes: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"event {self.codec.name!r} encodes to {len(payload)} bytes, over the bus's "
+            f"max_payload_bytes of {max_bytes}"
+        )
+
+
+
+def build_jobs(
+    events: list[Any], plans: list[Plan], options: JobOptions
+) -> tuple[list[NewJob], list[int]]:
+    """One ``NewJob`` per (event, job handler), in order, and the index of each one's event.
+
+    Each payload is encoded once (and checked against ``options.max_bytes``) and, only for
+    unique handlers, decoded once into builtins for the unique key. One loop, no call per
+    event: this runs for every dispatched job.
+    """
+    queue, priority, delay, at = options.queue, options.priority, options.delay, options.at
+    meta, meta_json, max_bytes = options.meta, options.meta_json, options.max_bytes
+    jobs: list[NewJob] = []
+    owners: list[int] = []
+    for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
+        if not plan.templates:
+            continue
+        payload = plan.codec.encode(event)
+        if len(payload) > max_bytes:
+            raise plan.too_large(payload, max_bytes)
+        event_name = plan.codec.name
+        decoded: Any = None  # the payload as builtins, for unique keys
+        for t in plan.templates:
+            job_queue = queue or t.queue
+            key = None
+            if t.unique is not None:
+                if decoded is None:
+                    decoded = _decode_payload(payload)
+                key = t.unique.base_key(t.name, job_queue, decoded, meta)
+            jobs.append(
+                NewJob(
+                    t.name,
+                    event_name,
+                    job_queue,
+                    t.priority if priority is None else priority,
+                    t.max_attempts,
+                    payload,
+                    meta_json,
+                    t.timeout,
+                    delay,
+                    at,
+                    key,
+                    t.period,
+                    t.mask,
+                    t.replace,
+                )
+            )
+            owners.append(index)
+    return jobs, owners
