@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from ._driver import NewJob
-from ._errors import PayloadTooLarge
+from ._errors import EventError, PayloadTooLarge
 from ._handlers import InlineSpec, JobSpec, Registry
 from ._options import Unique
 from ._types import JobState
@@ -73,8 +73,32 @@ class JobOptions:
         queue: str | None,
         max_bytes: int,
     ) -> JobOptions:
-        meta_json = _encode_meta(meta) if meta else _EMPTY_META
-        return cls(meta, meta_json, delay, at, priority, queue, max_bytes)
+        return cls(meta, _meta_json(meta), delay, at, priority, queue, max_bytes)
+
+
+def _meta_json(meta: dict[str, Any]) -> bytes:
+    """Dispatch meta as JSON, refused (ValueError) where some store could not keep it."""
+    if not meta:
+        return _EMPTY_META
+    try:
+        data = _encode_meta(meta)
+    except RecursionError:
+        raise ValueError("meta nests too deeply to be stored as JSON") from None
+    if b"\\u0000" in data and _has_nul(meta):  # PostgreSQL's jsonb cannot hold NUL
+        raise ValueError(
+            "meta must not contain NUL characters (\\x00): PostgreSQL cannot store them"
+        )
+    return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Plan:
@@ -113,7 +137,12 @@ def build_jobs(
     for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
         if not plan.templates:
             continue
-        payload = plan.codec.encode(event)
+        try:
+            payload = plan.codec.encode(event)
+        except RecursionError:
+            raise EventError(
+                f"event {plan.codec.name!r} nests too deeply to be stored as JSON"
+            ) from None
         if len(payload) > max_bytes:
             raise plan.too_large(payload, max_bytes)
         event_name = plan.codec.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -263,3 +264,38 @@ def test_rejection_messages_quote_at_most_about_100_characters() -> None:
     with pytest.raises(rb.ConfigurationError) as caught:
         bus.job(Ping, queue="x" * 5000)(_noop)
     assert len(str(caught.value)) < 200
+
+
+@dataclass(frozen=True)
+class Tree(rb.Event, name="conf.tree"):
+    children: list[Any]
+
+
+async def test_meta_with_a_nul_character_is_refused_on_every_store(store) -> None:
+    bus = rb.Bus(store=store)
+    bus.job(Ping, name="conf.nul.ping")(_noop)
+    async with bus:
+        with pytest.raises(ValueError, match="NUL"):
+            await bus.dispatch(Ping(1), meta={"k": "a\x00b"})
+        with pytest.raises(ValueError, match="NUL"):
+            await bus.dispatch(Ping(1), meta={"a\x00": 1})
+        ok = await bus.dispatch(Ping(2), meta={"k": "a\\u0000b"})  # a backslash, not a NUL
+        assert (await job_of(bus, one_id(ok))).meta == {"k": "a\\u0000b"}
+        assert await bus.jobs.stats() == {"default": {"available": 1}}
+
+
+async def test_an_event_or_meta_nested_too_deeply_is_a_clear_error(store) -> None:
+    bus = rb.Bus(store=store)
+    bus.job(Tree, name="conf.tree.job")(_noop)
+    deep: list[Any] = []
+    for _ in range(10_000):
+        deep = [deep]
+    async with bus:
+        with pytest.raises(rb.EventError, match="nests too deeply"):
+            await bus.dispatch(Tree(deep))
+        nested: dict[str, Any] = {}
+        for _ in range(10_000):
+            nested = {"a": nested}
+        with pytest.raises(ValueError, match="nests too deeply"):
+            await bus.dispatch(Tree([]), meta=nested)
+        assert await bus.jobs.stats() == {}
