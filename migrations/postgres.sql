@@ -1,4 +1,4 @@
--- relaybus schema for postgres: migrations 1-1
+-- relaybus schema for postgres: migrations 1-2
 
 -- migration 0001_initial
 -- relaybus PostgreSQL schema, version 1.
@@ -89,4 +89,17 @@ CREATE TABLE public.relaybus_leader (
 );
 
 INSERT INTO public.relaybus_migrations (version, name) VALUES (1, 'initial')
+    ON CONFLICT (version) DO NOTHING;
+
+-- migration 0002_queue_pauses
+-- relaybus PostgreSQL schema, version 2: paused queues (`bus.queues.pause`). A queue listed here
+-- is fetched by no node of this release; nodes of 0.1.0 do not read it (pause once every node
+-- runs this release).
+
+CREATE TABLE IF NOT EXISTS public.relaybus_queue_pauses (
+    queue text PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO public.relaybus_migrations (version, name) VALUES (2, 'queue_pauses')
     ON CONFLICT (version) DO NOTHING;

@@ -1,4 +1,4 @@
--- relaybus schema for sqlite: migrations 1-1
+-- relaybus schema for sqlite: migrations 1-2
 
 -- migration 0001_initial
 -- relaybus schema for SQLite, migration 0001. Table and index names start with the store's
@@ -70,3 +70,12 @@ CREATE TABLE IF NOT EXISTS relaybus_leader (
     node       TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+
+-- migration 0002_queue_pauses
+-- relaybus schema for SQLite, migration 0002: paused queues (`bus.queues.pause`). A queue listed
+-- here is fetched by no node of this release; nodes of 0.1.0 do not read it.
+
+CREATE TABLE IF NOT EXISTS relaybus_queue_pauses (
+    queue     TEXT PRIMARY KEY,
+    paused_at REAL NOT NULL
+) WITHOUT ROWID;

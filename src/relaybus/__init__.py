@@ -19,6 +19,7 @@ from ._errors import (
     EventError,
     HandlerOutcome,
     JobNotFound,
+    JobRunning,
     PayloadTooLarge,
     RelaybusError,
     Snooze,
@@ -38,7 +39,9 @@ from ._types import (
     JobError,
     JobInfo,
     JobState,
+    NodeInfo,
     Priority,
+    QueueInfo,
 )
 from .stores import registry
 from .stores.memory import MemoryStore
@@ -75,12 +78,15 @@ __all__ = [
     "JobHandler",
     "JobInfo",
     "JobNotFound",
+    "JobRunning",
     "JobState",
     "Linear",
+    "NodeInfo",
     "MemoryStore",
     "PayloadTooLarge",
     "PostgresStore",
     "Priority",
+    "QueueInfo",
     "RelaybusError",
     "Replace",
     "Retention",

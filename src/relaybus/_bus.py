@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
-from ._admin import Jobs
+from ._admin import Jobs, Queues
 from ._context import Context, Dispatch
 from ._driver import Driver, Inserted, NewJob
 from ._errors import ConfigurationError, DispatchError
@@ -22,7 +22,7 @@ from ._middleware import (
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import JobOptions, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
-from ._types import DispatchResult, InsertResult
+from ._types import DispatchResult, InsertResult, NodeInfo
 from ._validate import check_name, optional_seconds
 from .stores.memory import MemoryStore
 
@@ -82,6 +82,7 @@ class Bus(Generic[S]):
         self.middleware: list[HandlerMiddleware] = list(middleware)
         self.dispatch_middleware: list[DispatchMiddleware] = []
         self.jobs = Jobs(self)
+        self.queues = Queues(self)
         self._plans: dict[type, Plan] = {}
         self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._cancellers: list[Callable[[int], None]] = []
@@ -173,6 +174,10 @@ class Bus(Generic[S]):
             self.dispatch_middleware.append(middleware)
         else:
             raise ConfigurationError(f"use(on=...) takes 'handler' or 'dispatch', not {on!r}")
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The live nodes (workers) of this bus's store, with the leader marked."""
+        return await self.store.nodes()
 
     # -- local wake-ups (workers in this process)
     def add_waker(self, queue: str, wake: Callable[[], None]) -> Callable[[], None]:

@@ -17,6 +17,7 @@ so a stale writer changes nothing.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import msgspec
 
 from ._clock import Clock
-from ._types import InsertOutcome, Job, JobError, JobState
+from ._types import InsertOutcome, Job, JobError, JobState, NodeInfo
 
 __all__ = [
     "Claimed",
@@ -182,10 +183,18 @@ class PruneParams:
 
 @dataclass(frozen=True, slots=True)
 class ListParams:
+    """Jobs matching every given filter, by id: oldest first, or ``newest_first``. ``text``: a
+    substring of the stored payload or meta JSON (case-sensitive); ``after_id`` /
+    ``before_id``: a cursor (ids strictly above / below)."""
+
     state: JobState | None = None
     queue: str | None = None
     handler: str | None = None
     limit: int = 100
+    text: str | None = None
+    after_id: int | None = None
+    before_id: int | None = None
+    newest_first: bool = False
 
 
 @runtime_checkable
@@ -246,3 +255,21 @@ class Driver(Protocol):
     async def cancel(self, job_id: int) -> Job: ...
 
     async def stats(self) -> dict[str, dict[str, int]]: ...
+
+    async def delete(self, job_id: int) -> Job:
+        """Delete a job that is not running; return its last record (JobNotFound, JobRunning)."""
+        ...
+
+    async def nodes(self) -> builtins.list[NodeInfo]:
+        """The nodes whose lease has not expired, with the leader marked."""
+        ...
+
+    async def pause(self, queue: str) -> None:
+        """From now on no node fetches ``queue`` (idempotent)."""
+        ...
+
+    async def resume(self, queue: str) -> None: ...
+
+    async def paused(self) -> builtins.list[str]:
+        """The paused queues, sorted."""
+        ...

@@ -6,6 +6,7 @@
     ├── PayloadTooLarge (also ValueError)         event over max_payload_bytes
     ├── DispatchError (also ExceptionGroup)       inline handlers failed
     ├── JobNotFound (also LookupError)            admin call with an unknown id
+    ├── JobRunning                                admin delete of a running job
     ├── UniqueConflict                            admin retry blocked by a unique holder
     ├── StoreError                                the store failed or is misused
     │   └── StoreClosed                           used before ``async with bus`` / after close
@@ -25,6 +26,7 @@ __all__ = [
     "EventError",
     "HandlerOutcome",
     "JobNotFound",
+    "JobRunning",
     "PayloadTooLarge",
     "RelaybusError",
     "Snooze",
@@ -55,6 +57,14 @@ class JobNotFound(RelaybusError, LookupError):
 
     def __init__(self, job_id: int) -> None:
         super().__init__(f"no job with id {job_id}")
+        self.job_id = job_id
+
+
+class JobRunning(RelaybusError):
+    """An admin change a running job cannot take (delete it: cancel it first)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} is running: cancel it first")
         self.job_id = job_id
 
 

@@ -24,7 +24,9 @@ __all__ = [
     "JobError",
     "JobInfo",
     "JobState",
+    "NodeInfo",
     "Priority",
+    "QueueInfo",
     "state_mask",
 ]
 
@@ -118,6 +120,26 @@ class Job:
     attempted_at: datetime | None
     attempted_by: str | None
     finalized_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A live node as ``bus.nodes()`` returns it: its lease runs until ``expires_at`` (the
+    store's clock); ``running`` counts the jobs it runs now."""
+
+    node: str
+    expires_at: datetime
+    leader: bool
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue as ``bus.queues.list()`` returns it: job counts by state, and whether paused."""
+
+    name: str
+    paused: bool
+    counts: dict[str, int]
 
 
 InsertOutcome = Literal["inserted", "duplicate", "replaced"]

@@ -1,13 +1,15 @@
-"""The admin operations, once for every SQL dialect: get, list, retry, cancel, stats."""
+"""The admin operations, once for every SQL dialect: get, list, retry, cancel, delete, stats,
+nodes, queue pauses."""
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, NamedTuple
 
 from ..._driver import ListParams
-from ..._errors import JobNotFound, StoreError, UniqueConflict
+from ..._errors import JobNotFound, JobRunning, StoreError, UniqueConflict
 from ..._jobrules import admin_cancel_error, finish_keep_mask, holds_key, retry_max_attempts
-from ..._types import TERMINAL_STATES, Job, JobState
+from ..._types import TERMINAL_STATES, Job, JobState, NodeInfo
 from .base import RERUNS as _RERUNS
 from .base import SQLBase
 from .executor import Tx
@@ -29,6 +31,10 @@ class AdminOps(SQLBase):
             "queue": params.queue,
             "handler": params.handler,
             "limit": max(0, params.limit),
+            "text": params.text,
+            "after_id": params.after_id,
+            "before_id": params.before_id,
+            "newest": params.newest_first,
         }
 
         async def work(tx: Tx) -> list[Any]:
@@ -105,6 +111,42 @@ class AdminOps(SQLBase):
         await self._rerun(work, atomic=True)
         return await self._job(job_id)
 
+    async def delete(self, job_id: int) -> Job:
+        """Delete a job that is not running; its last record is returned."""
+
+        async def work(tx: Tx) -> Job:
+            job = await self._lock(tx, job_id)
+            if job.state is JobState.RUNNING:
+                raise JobRunning(job_id)
+            row = await tx.fetchrow("get_job", {"id": job_id})
+            assert row is not None  # locked above
+            await tx.execute("delete_job", {"id": job_id, "expect": job.state.value})
+            return to_job(row, self.dialect.codec)
+
+        return await self._write(work, atomic=True)
+
+    async def nodes(self) -> builtins.list[NodeInfo]:
+        async def work(tx: Tx) -> builtins.list[Any]:
+            return await tx.fetch("nodes", {"now": self._now_arg()})
+
+        decode = self.dialect.decode_time
+        return [
+            NodeInfo(node, decode(expires), bool(leader), int(running))
+            for node, expires, leader, running in await self._run(work)
+        ]
+
+    async def pause(self, queue: str) -> None:
+        await self._write(_execute("pause_queue", {"queue": queue, "now": self._now_arg()}))
+
+    async def resume(self, queue: str) -> None:
+        await self._write(_execute("resume_queue", {"queue": queue, "channel": self._channel()}))
+
+    async def paused(self) -> builtins.list[str]:
+        async def work(tx: Tx) -> builtins.list[Any]:
+            return await tx.fetch("paused_queues", {})
+
+        return [row[0] for row in await self._run(work)]
+
     # -- helpers
     async def _lock(self, tx: Tx, job_id: int) -> _Locked:
         row = await tx.fetchrow("lock_job", {"id": job_id, "now": self._now_arg()})
@@ -137,6 +179,13 @@ class _Locked(NamedTuple):
     unique_states: int
     contested: bool
     now: Any
+
+
+def _execute(name: str, args: dict[str, Any]) -> Any:
+    async def work(tx: Tx) -> None:
+        await tx.execute(name, args)
+
+    return work
 
 
 def _fetchrow(name: str, args: dict[str, Any]) -> Any:

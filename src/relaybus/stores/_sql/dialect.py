@@ -48,7 +48,8 @@ CORE_QUERIES: frozenset[str] = frozenset(
         "heartbeat", "lost_runs", "delete_node", "elect", "resign", "stage", "due_contested",
         "key_holder", "make_available", "set_state", "rescue_candidates", "prune",
         # admin
-        "get_job", "list_jobs", "lock_job", "retry_job", "stats",
+        "get_job", "list_jobs", "lock_job", "retry_job", "stats", "delete_job", "nodes",
+        "pause_queue", "resume_queue", "paused_queues",
     }
 )  # fmt: skip
 

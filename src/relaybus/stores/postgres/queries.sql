@@ -306,11 +306,16 @@ ORDER BY i.ord;
 -- -------------------------------------------------------------------------------- working (own)
 
 -- fragment: claim_ctes
--- The CTEs of fetch and end_runs_and_fetch that pick the jobs to claim: head (an idle node's
--- next job, which runs alone if it is a suspect) and rest (the others, suspects excluded).
+-- The CTEs of fetch and end_runs_and_fetch that pick the jobs to claim: paused (the queue, when
+-- it is paused: then nothing is claimed), head (an idle node's next job, which runs alone if it
+-- is a suspect) and rest (the others, suspects excluded).
+paused AS MATERIALIZED (
+    SELECT 1 FROM /*schema*/./*prefix*/queue_pauses WHERE queue = :queue::text
+),
 head AS MATERIALIZED (
     SELECT id, rescues FROM /*schema*/./*prefix*/jobs
     WHERE state = 'available' AND queue = :queue::text AND :idle::boolean AND :limit::integer > 0
+        AND NOT EXISTS (SELECT 1 FROM paused)
     ORDER BY priority, scheduled_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -319,6 +324,7 @@ rest AS MATERIALIZED (
     SELECT id FROM /*schema*/./*prefix*/jobs
     WHERE state = 'available' AND queue = :queue::text AND rescues < :isolate_after::integer
         AND NOT EXISTS (SELECT 1 FROM head WHERE head.rescues >= :isolate_after::integer)
+        AND NOT EXISTS (SELECT 1 FROM paused)
     ORDER BY priority, scheduled_at, id
     LIMIT :limit::integer
     FOR UPDATE SKIP LOCKED
@@ -580,7 +586,11 @@ FROM /*schema*/./*prefix*/jobs
 WHERE (:state::text IS NULL OR state = :state::text)
     AND (:queue::text IS NULL OR queue = :queue::text)
     AND (:handler::text IS NULL OR handler = :handler::text)
-ORDER BY id
+    AND (:after_id::bigint IS NULL OR id > :after_id::bigint)
+    AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+    AND (:text::text IS NULL OR strpos(payload, :text::text) > 0
+        OR strpos(meta::text, :text::text) > 0)
+ORDER BY CASE WHEN :newest::boolean THEN id END DESC, id
 LIMIT :limit::integer;
 
 -- name: lock_job
@@ -606,3 +616,33 @@ SELECT id, pg_notify(:channel::text, queue) IS NULL FROM upd;
 
 -- name: stats
 SELECT queue, state, count(*) FROM /*schema*/./*prefix*/jobs GROUP BY queue, state;
+
+-- name: delete_job
+-- The caller locked the job (lock_job) and checked that it is not running.
+DELETE FROM /*schema*/./*prefix*/jobs WHERE id = :id::bigint AND state = :expect::text;
+
+-- name: nodes
+-- Live nodes: (node, expires_at, leads, running jobs).
+SELECT n.node, n.expires_at,
+    coalesce(l.expires_at > coalesce(:now::timestamptz, now()), false) AS leader,
+    (SELECT count(*) FROM /*schema*/./*prefix*/jobs j
+        WHERE j.state = 'running' AND j.attempted_by = n.node) AS running
+FROM /*schema*/./*prefix*/nodes n
+LEFT JOIN /*schema*/./*prefix*/leader l ON l.node = n.node
+WHERE n.expires_at > coalesce(:now::timestamptz, now())
+ORDER BY n.node;
+
+-- name: pause_queue
+INSERT INTO /*schema*/./*prefix*/queue_pauses (queue, paused_at)
+VALUES (:queue::text, coalesce(:now::timestamptz, now()))
+ON CONFLICT (queue) DO NOTHING;
+
+-- name: resume_queue
+-- Resumed: wake the nodes that serve it.
+WITH gone AS (
+    DELETE FROM /*schema*/./*prefix*/queue_pauses WHERE queue = :queue::text RETURNING queue
+)
+SELECT pg_notify(:channel::text, queue) FROM gone;
+
+-- name: paused_queues
+SELECT queue FROM /*schema*/./*prefix*/queue_pauses ORDER BY queue;

@@ -95,8 +95,10 @@ WHERE id = :id
 -- --------------------------------------------------------------------------- working (own)
 
 -- name: first_available
+-- The next job of :queue (none while the queue is paused).
 SELECT id, rescues FROM /*prefix*/jobs
 WHERE state = 'available' AND queue = :queue
+    AND NOT EXISTS (SELECT 1 FROM /*prefix*/queue_pauses WHERE queue = :queue)
 ORDER BY priority, scheduled_at, id
 LIMIT 1
 
@@ -106,6 +108,7 @@ SET state = 'running', attempt = attempt + 1, attempted_at = :now, attempted_by 
 WHERE id IN (
     SELECT id FROM /*prefix*/jobs
     WHERE state = 'available' AND queue = :queue AND rescues < :isolate_after
+        AND NOT EXISTS (SELECT 1 FROM /*prefix*/queue_pauses WHERE queue = :queue)
     ORDER BY priority, scheduled_at, id
     LIMIT :limit
 )
@@ -261,7 +264,11 @@ FROM /*prefix*/jobs
 WHERE (:state IS NULL OR state = :state)
     AND (:queue IS NULL OR queue = :queue)
     AND (:handler IS NULL OR handler = :handler)
-ORDER BY id
+    AND (:after_id IS NULL OR id > :after_id)
+    AND (:before_id IS NULL OR id < :before_id)
+    AND (:text IS NULL OR instr(CAST(payload AS BLOB), CAST(:text AS BLOB)) > 0
+        OR instr(CAST(meta AS BLOB), CAST(:text AS BLOB)) > 0)
+ORDER BY CASE WHEN :newest THEN id END DESC, id
 LIMIT :limit
 
 -- name: lock_job
@@ -279,3 +286,27 @@ WHERE id = :id
 
 -- name: stats
 SELECT queue, state, count(*) FROM /*prefix*/jobs GROUP BY queue, state
+
+-- name: delete_job
+-- The caller locked the job (lock_job) and checked that it is not running.
+DELETE FROM /*prefix*/jobs WHERE id = :id AND state = :expect
+
+-- name: nodes
+-- Live nodes: (node, expires_at, leads, running jobs).
+SELECT n.node, n.expires_at, coalesce(l.expires_at > :now, 0) AS leader,
+    (SELECT count(*) FROM /*prefix*/jobs AS j
+        WHERE j.state = 'running' AND j.attempted_by = n.node) AS running
+FROM /*prefix*/nodes AS n
+LEFT JOIN /*prefix*/leader AS l ON l.node = n.node
+WHERE n.expires_at > :now
+ORDER BY n.node
+
+-- name: pause_queue
+INSERT INTO /*prefix*/queue_pauses (queue, paused_at) VALUES (:queue, :now)
+ON CONFLICT (queue) DO NOTHING
+
+-- name: resume_queue
+DELETE FROM /*prefix*/queue_pauses WHERE queue = :queue
+
+-- name: paused_queues
+SELECT queue FROM /*prefix*/queue_pauses ORDER BY queue

@@ -7,43 +7,37 @@ conformance suite runs against it), so code written against it moves to a durabl
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from .._clock import Clock, SystemClock
-from .._codec import decode_payload, meta_object
-from .._driver import (
+from ..._codec import meta_object
+from ..._driver import (
     Claimed,
     Completion,
     ElectParams,
     FetchParams,
     HeartbeatParams,
     Inserted,
-    ListParams,
     NewJob,
     PruneParams,
     RescueParams,
     StageParams,
 )
-from .._errors import JobNotFound, StoreClosed, StoreError, UniqueConflict
-from .._jobrules import (
+from ..._errors import StoreError
+from ..._jobrules import (
     RunEnd,
-    admin_cancel_error,
     due_state,
     end_of_run,
-    finish_keep_mask,
-    holds_key,
     replace_fields,
     replaced_state,
     rescue_end,
-    retry_max_attempts,
     unique_conflict_error,
 )
-from .._options import bucket_key
-from .._types import TERMINAL_STATES, Job, JobError, JobState
+from ..._options import bucket_key
+from ..._types import JobState
+from .admin import MemoryAdmin
+from .state import Row
 
 __all__ = ["MemoryStore"]
 
@@ -51,129 +45,8 @@ _AVAILABLE = JobState.AVAILABLE
 _RUNNING = JobState.RUNNING
 
 
-@dataclass(slots=True, eq=False)
-class _Row:
-    id: int
-    handler: str
-    event: str
-    queue: str
-    priority: int
-    state: JobState
-    attempt: int
-    max_attempts: int
-    payload: bytes
-    meta: bytes
-    errors: list[JobError]
-    inserted_at: datetime
-    scheduled_at: datetime
-    attempted_at: datetime | None
-    attempted_by: str | None
-    finalized_at: datetime | None
-    timeout: float | None
-    rescues: int
-    unique_key: bytes | None
-    unique_states: int
-
-    def holds_key(self) -> bool:
-        return holds_key(self.unique_key is not None, self.unique_states, self.state)
-
-    def to_job(self) -> Job:
-        return Job(
-            id=self.id,
-            handler=self.handler,
-            event=self.event,
-            queue=self.queue,
-            priority=self.priority,
-            state=self.state,
-            attempt=self.attempt,
-            max_attempts=self.max_attempts,
-            payload=decode_payload(self.payload),
-            meta=meta_object(self.meta)[0],
-            errors=tuple(self.errors),
-            inserted_at=self.inserted_at,
-            scheduled_at=self.scheduled_at,
-            attempted_at=self.attempted_at,
-            attempted_by=self.attempted_by,
-            finalized_at=self.finalized_at,
-        )
-
-
-class MemoryStore:
+class MemoryStore(MemoryAdmin):
     """In-process store (the default). ``clock`` defaults to the system clock."""
-
-    supports_notify = False
-
-    def __init__(self, *, clock: Clock | None = None) -> None:
-        self.clock: Clock = clock or SystemClock()
-        self._open = False
-        self._next_id = 1
-        self._jobs: dict[int, _Row] = {}
-        self._available: dict[str, list[tuple[int, datetime, int]]] = {}
-        self._due: list[tuple[datetime, int]] = []
-        self._running: set[int] = set()
-        self._finished: dict[JobState, deque[tuple[datetime, int]]] = {
-            state: deque() for state in TERMINAL_STATES
-        }
-        self._holders: dict[bytes, int] = {}
-        self._nodes: dict[str, datetime] = {}
-        self._leader: tuple[str, datetime] | None = None
-
-    def __repr__(self) -> str:
-        return "MemoryStore()"
-
-    # -- lifecycle
-    async def open(self) -> None:
-        self._open = True
-
-    async def close(self) -> None:
-        self._open = False
-
-    async def migrate(self) -> None:
-        """Nothing to migrate: the memory store sets itself up."""
-
-    def _check_open(self) -> None:
-        if not self._open:
-            raise StoreClosed("MemoryStore is not open: use `async with bus:`")
-
-    # -- state bookkeeping
-    def _move(self, row: _Row, state: JobState, now: datetime, fresh: bool = False) -> int | None:
-        """Move ``row`` to ``state``, keeping the unique holders and indexes right.
-
-        Returns the id of another job holding ``row``'s key if the move would make a second
-        holder; then nothing changes. ``fresh``: the row is new and holds nothing yet.
-        """
-        held = not fresh and row.holds_key()
-        will_hold = holds_key(row.unique_key is not None, row.unique_states, state)
-        if will_hold and not held:
-            assert row.unique_key is not None
-            holder = self._holders.get(row.unique_key)
-            if holder is not None and holder != row.id:
-                if state not in TERMINAL_STATES:
-                    return holder
-                row.unique_states = finish_keep_mask(row.unique_states, state, other_holder=True)
-            else:
-                self._holders[row.unique_key] = row.id
-        elif held and not will_hold:
-            assert row.unique_key is not None
-            if self._holders.get(row.unique_key) == row.id:
-                del self._holders[row.unique_key]
-        if row.state is _RUNNING:
-            self._running.discard(row.id)
-        row.state = state
-        if state is _AVAILABLE:
-            heapq.heappush(
-                self._available.setdefault(row.queue, []), (row.priority, row.scheduled_at, row.id)
-            )
-        elif state is JobState.SCHEDULED or state is JobState.RETRYABLE:
-            heapq.heappush(self._due, (row.scheduled_at, row.id))
-        elif state is _RUNNING:
-            self._running.add(row.id)
-        if state in TERMINAL_STATES:
-            row.finalized_at = now
-            self._finished[state].append((now, row.id))
-        else:
-            row.finalized_at = None
-        return None
 
     # -- producing
     async def insert_many(self, jobs: Sequence[NewJob], conn: Any = None) -> list[Inserted]:
@@ -197,7 +70,7 @@ class MemoryStore:
             holder_id = self._holders.get(key)
             if holder_id is not None:
                 return self._on_conflict(self._jobs[holder_id], job, scheduled_at, now)
-        row = _Row(
+        row = Row(
             id=self._next_id,
             handler=job.handler,
             event=job.event,
@@ -225,7 +98,7 @@ class MemoryStore:
         return Inserted(row.id, "inserted")
 
     def _on_conflict(
-        self, row: _Row, job: NewJob, scheduled_at: datetime, now: datetime
+        self, row: Row, job: NewJob, scheduled_at: datetime, now: datetime
     ) -> Inserted:
         fields = replace_fields(job.replace, row.state)
         if not fields:
@@ -253,7 +126,7 @@ class MemoryStore:
         if params.complete:
             self._complete(params.complete, now)
         heap = self._available.get(params.queue)
-        if not heap:
+        if not heap or params.queue in self._paused:
             return []
         claimed: list[Claimed] = []
         deferred: list[tuple[int, datetime, int]] = []
@@ -280,7 +153,7 @@ class MemoryStore:
             heapq.heappush(heap, entry)
         return claimed
 
-    def _claim(self, row: _Row, node: str, now: datetime) -> Claimed:
+    def _claim(self, row: Row, node: str, now: datetime) -> Claimed:
         meta, problem = meta_object(row.meta)
         row.state = _RUNNING
         self._running.add(row.id)
@@ -319,7 +192,7 @@ class MemoryStore:
             self._end_run(row, end_of_run(done), now)
         return applied
 
-    def _end_run(self, row: _Row, end: RunEnd, now: datetime) -> None:
+    def _end_run(self, row: Row, end: RunEnd, now: datetime) -> None:
         """Apply a decided end of a run (see ``_jobrules``)."""
         if end.error is not None:
             row.errors.append(end.error)
@@ -437,66 +310,3 @@ class MemoryStore:
 
     async def subscribe(self, on_insert: Callable[[str], None]) -> None:
         return None  # one process: the bus wakes its own workers
-
-    # -- admin
-    def _row(self, job_id: int) -> _Row:
-        row = self._jobs.get(job_id)
-        if row is None:
-            raise JobNotFound(job_id)
-        return row
-
-    async def get(self, job_id: int) -> Job | None:
-        self._check_open()
-        row = self._jobs.get(job_id)
-        return None if row is None else row.to_job()
-
-    async def list(self, params: ListParams) -> list[Job]:
-        self._check_open()
-        result: list[Job] = []
-        if params.limit <= 0:
-            return result
-        for job_id in sorted(self._jobs):
-            row = self._jobs[job_id]
-            if params.state is not None and row.state is not params.state:
-                continue
-            if params.queue is not None and row.queue != params.queue:
-                continue
-            if params.handler is not None and row.handler != params.handler:
-                continue
-            result.append(row.to_job())
-            if len(result) >= params.limit:
-                break
-        return result
-
-    async def retry(self, job_id: int) -> Job:
-        self._check_open()
-        row = self._row(job_id)
-        if row.state in (_RUNNING, _AVAILABLE):
-            return row.to_job()
-        now = self.clock.now()
-        old_scheduled = row.scheduled_at
-        row.scheduled_at = now
-        holder = self._move(row, _AVAILABLE, now)
-        if holder is not None:
-            row.scheduled_at = old_scheduled
-            raise UniqueConflict(job_id, holder)
-        row.max_attempts = retry_max_attempts(row.attempt, row.max_attempts)
-        return row.to_job()
-
-    async def cancel(self, job_id: int) -> Job:
-        self._check_open()
-        row = self._row(job_id)
-        if row.state in TERMINAL_STATES:
-            return row.to_job()
-        now = self.clock.now()
-        row.errors.append(admin_cancel_error(now, row.attempt))
-        self._move(row, JobState.CANCELLED, now)
-        return row.to_job()
-
-    async def stats(self) -> dict[str, dict[str, int]]:
-        self._check_open()
-        counts: dict[str, dict[str, int]] = {}
-        for row in self._jobs.values():
-            by_state = counts.setdefault(row.queue, {})
-            by_state[row.state.value] = by_state.get(row.state.value, 0) + 1
-        return counts
