@@ -44,6 +44,7 @@ from .stores import registry
 from .stores.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from .stores.mysql import MySQLStore
     from .stores.postgres import PostgresStore
     from .stores.sqlite import SQLiteStore
 
@@ -78,6 +79,7 @@ __all__ = [
     "JobState",
     "Linear",
     "MemoryStore",
+    "MySQLStore",
     "PayloadTooLarge",
     "PostgresStore",
     "Priority",
