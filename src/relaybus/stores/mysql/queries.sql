@@ -6,7 +6,7 @@
 --
 -- Neither server has UPDATE ... RETURNING, so a multi-row change is a locking SELECT (FOR
 -- UPDATE SKIP LOCKED where a frozen node must block nobody) followed by an UPDATE by the sorted
--- primary keys: JSON_TABLE(:ids) STRAIGHT_JOIN jobs, read in the order of the list, each row
+-- primary keys: JSON_TABLE(:ids) STRAIGHT_JOIN jobs FORCE INDEX (PRIMARY), in list order, each row
 -- found through the primary key (never a scan that locks rows the statement does not change).
 -- Every ORDER BY ends with the primary key. Lists travel as one JSON array bind.
 -- The queries apply the values the core decided (relaybus._jobrules): none chooses a state.
@@ -156,7 +156,7 @@ FOR UPDATE SKIP LOCKED
 -- name: claim
 -- The locked rows of fetch (:ids, sorted) become running for :node.
 UPDATE JSON_TABLE(:ids, '$[*]' COLUMNS (id BIGINT PATH '$')) AS r
-STRAIGHT_JOIN /*prefix*/jobs AS j ON j.id = r.id
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = r.id
 SET j.state = 'running', j.attempt = j.attempt + 1, j.attempted_at = /*fragment:now*/,
     j.attempted_by = :node
 WHERE j.state = 'available'
@@ -166,7 +166,7 @@ WHERE j.state = 'available'
 -- locked in id order (the fence of every completion): (id, attempt).
 SELECT j.id, j.attempt
 FROM JSON_TABLE(:runs, '$[*]' COLUMNS (id BIGINT PATH '$[0]', attempt INT PATH '$[1]')) AS r
-STRAIGHT_JOIN /*prefix*/jobs AS j ON j.id = r.id
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = r.id
 WHERE j.state = 'running' AND j.attempt = r.attempt
 FOR UPDATE
 
@@ -184,7 +184,7 @@ UPDATE JSON_TABLE(:ends, '$[*]' COLUMNS (
     finalize INT PATH '$[6]',
     error    LONGTEXT PATH '$[7]'
 )) AS c
-STRAIGHT_JOIN /*prefix*/jobs AS j ON j.id = c.id
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = c.id
 SET j.state = c.state,
     j.attempt = j.attempt - c.refund,
     j.rescues = j.rescues + c.rescued,
@@ -259,7 +259,7 @@ FOR UPDATE SKIP LOCKED
 -- name: make_available_many
 -- The rows locked by stage (:ids, sorted) become available.
 UPDATE JSON_TABLE(:ids, '$[*]' COLUMNS (id BIGINT PATH '$')) AS r
-STRAIGHT_JOIN /*prefix*/jobs AS j ON j.id = r.id
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = r.id
 SET j.state = 'available'
 WHERE j.state IN ('scheduled', 'retryable')
 
@@ -324,7 +324,7 @@ FOR UPDATE SKIP LOCKED
 -- name: delete_jobs
 -- The rows locked by prune (:ids, sorted), by primary key.
 DELETE j FROM JSON_TABLE(:ids, '$[*]' COLUMNS (id BIGINT PATH '$')) AS r
-STRAIGHT_JOIN /*prefix*/jobs AS j ON j.id = r.id
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = r.id
 
 -- ------------------------------------------------------------------------------------ admin
 
