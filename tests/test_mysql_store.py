@@ -192,7 +192,9 @@ async def test_concurrent_replaces_report_honest_outcomes(store: MySQLStore) -> 
     replace = {rb.JobState.AVAILABLE: ("payload",)}
     try:
         jobs = [new_job({"n": i}, key=b"r" * 32, replace=replace) for i in range(8)]
-        results = await asyncio.gather(*(s.insert_many([j]) for s, j in zip(stores, jobs, strict=True)))
+        results = await asyncio.gather(
+            *(s.insert_many([j]) for s, j in zip(stores, jobs, strict=True))
+        )
     finally:
         for s in stores:
             await s.close()
