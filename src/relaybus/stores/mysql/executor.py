@@ -271,8 +271,14 @@ class MyTx:
         self._q = queries
         self.caller = caller
 
-    async def _run(self, name: str, args: Mapping[str, Any]) -> Any:
+    async def _cursor(self) -> Any:
         cur = self._conn.cursor()
+        if not hasattr(cur, "execute"):  # aiomysql: an awaitable context manager
+            cur = await cur
+        return cur
+
+    async def _run(self, name: str, args: Mapping[str, Any]) -> Any:
+        cur = await self._cursor()
         await cur.execute(self._q[name].sql, args)
         return cur
 
@@ -300,7 +306,7 @@ class MyTx:
 
     async def script(self, sql: str) -> None:
         for statement in _statements(sql):
-            cur = self._conn.cursor()
+            cur = await self._cursor()
             await cur.execute(statement)
 
     @contextlib.asynccontextmanager
@@ -328,7 +334,7 @@ class MyTx:
         await conn.commit()
 
     async def _plain(self, sql: str) -> None:
-        cur = self._conn.cursor()
+        cur = await self._cursor()
         await cur.execute(sql)
 
 
