@@ -94,7 +94,79 @@ async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
             await admin.close()
 
 
+MYSQL_DATABASES = SchemaPool()  # migrated MariaDB/MySQL databases, reused across tests
+
+
+def mysql_dsn_for(database: str, dsn: str = MYSQL_DSN) -> str:
+    """``dsn`` with its database replaced."""
+    base, _, query = dsn.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + database
+    return base + ("?" + query if query else "")
+
+
+async def mysql_admin(dsn: str = MYSQL_DSN) -> Any:
+    """A plain asyncmy connection to the server (skips or fails when it is unreachable)."""
+    import asyncmy
+
+    from relaybus.stores.mysql.executor import parse_dsn
+
+    try:
+        return await asyncmy.connect(autocommit=True, **{**parse_dsn(dsn), "connect_timeout": 5})
+    except (OSError, asyncmy.errors.MySQLError) as exc:
+        server_missing("MySQL/MariaDB", exc)
+        raise  # unreachable: server_missing skips or fails
+
+
+async def mysql_sql(conn: Any, sql: str, args: Any = None) -> list[Any]:
+    async with conn.cursor() as cur:
+        await cur.execute(sql, args)
+        return list(await cur.fetchall())
+
+
+@asynccontextmanager
+async def mysql_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
+    """A MySQLStore in an empty database of its own, migrated."""
+    from relaybus.stores.mysql import MySQLStore
+
+    admin = await mysql_admin()
+    database = MYSQL_DATABASES.free.pop() if MYSQL_DATABASES.free else None
+    if database is None:
+        database = f"t_{uuid.uuid4().hex[:16]}"
+        MYSQL_DATABASES.made.append(database)
+        await mysql_sql(admin, f"CREATE DATABASE `{database}`")
+    store = MySQLStore(mysql_dsn_for(database), clock=clock, auto_migrate=True, min_size=1)
+    clean = False
+    try:
+        yield store
+        clean = True
+    finally:
+        await store.close()  # idempotent: in case a test left it open
+        try:
+            if clean:
+                for table in ("jobs", "nodes", "leader"):
+                    await mysql_sql(admin, f"TRUNCATE TABLE `{database}`.relaybus_{table}")
+                MYSQL_DATABASES.free.append(database)
+            else:  # a failed test may have left anything behind: start over next time
+                await mysql_sql(admin, f"DROP DATABASE IF EXISTS `{database}`")
+                MYSQL_DATABASES.made.remove(database)
+        finally:
+            admin.close()
+
+
 async def drop_test_schemas() -> None:
+    if MYSQL_DATABASES.made:
+        admin = await mysql_admin()
+        try:
+            for database in MYSQL_DATABASES.made:
+                await mysql_sql(admin, f"DROP DATABASE IF EXISTS `{database}`")
+        finally:
+            admin.close()
+        MYSQL_DATABASES.made.clear()
+        MYSQL_DATABASES.free.clear()
+    await _drop_pg_schemas()
+
+
+async def _drop_pg_schemas() -> None:
     import asyncpg
 
     if not SCHEMAS.made:
@@ -111,6 +183,7 @@ async def drop_test_schemas() -> None:
 
 STORE_FACTORIES: dict[str, Callable[[Clock, Path], AbstractAsyncContextManager[Any]]] = {
     "memory": memory_store,
+    "mysql": mysql_store,
     "postgres": postgres_store,
     "sqlite": sqlite_store,
 }

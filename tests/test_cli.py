@@ -17,7 +17,7 @@ def available_dialects() -> list[str]:
     return dialects()
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres", "mysql"])
 def test_root_schema_file_is_the_package_migrations(dialect: str) -> None:
     assert dialect in available_dialects(), f"the {dialect} store package is missing"
     on_disk = (ROOT / "migrations" / f"{dialect}.sql").read_text(encoding="utf-8")

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 import relaybus as rb
+from tests.private_mysql import PrivateMariaDB
 from tests.private_pg import PrivatePostgres
 from tests.procs.app import Work, build_bus
-from tests.stores import PG_DSN, server_missing
+from tests.stores import MYSQL_DSN, PG_DSN, mysql_admin, mysql_dsn_for, mysql_sql, server_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,25 @@ async def make_target(kind: str, tmp_path: Path, dsn: str = PG_DSN) -> AsyncIter
             await bus.store.migrate()
         yield target
         return
+    if kind == "mysql":
+        database = f"procs_{uuid.uuid4().hex[:10]}"
+        mysql_base = MYSQL_DSN if dsn == PG_DSN else dsn
+        admin = await mysql_admin(mysql_base)
+        try:
+            await mysql_sql(admin, f"CREATE DATABASE `{database}`")
+        finally:
+            admin.close()
+        try:
+            target = Target("mysql", mysql_dsn_for(database, mysql_base), None, log)
+            await target.bus().store.migrate()
+            yield target
+        finally:
+            admin = await mysql_admin(mysql_base)  # a fresh one: the server may have restarted
+            try:
+                await mysql_sql(admin, f"DROP DATABASE IF EXISTS `{database}`")
+            finally:
+                admin.close()
+        return
     asyncpg = pytest.importorskip("asyncpg")
     schema = f"procs_{uuid.uuid4().hex[:10]}"
     try:
@@ -78,7 +98,7 @@ async def make_target(kind: str, tmp_path: Path, dsn: str = PG_DSN) -> AsyncIter
         await conn.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Target]:
     async with make_target(request.param, tmp_path) as made:
         yield made
@@ -206,7 +226,7 @@ async def test_sigkill_mid_job_is_rescued_and_completes_once(
 
 
 async def test_two_nodes_race_over_one_backlog(target: Target, procs: Processes) -> None:
-    total = 10_000 if target.kind == "postgres" else 3_000
+    total = 3_000 if target.kind == "sqlite" else 10_000
     async with target.bus() as bus:
         for start in range(0, total, 1000):
             await bus.dispatch_many([Work(n) for n in range(start, start + 1000)])
@@ -285,7 +305,7 @@ async def test_job_that_kills_its_process_is_discarded_after_max_rescues(
 
 
 async def test_concurrent_unique_inserts_from_many_processes(target: Target) -> None:
-    count = 50 if target.kind == "postgres" else 20
+    count = 20 if target.kind == "sqlite" else 50
     cmd = [sys.executable, "-m", "tests.procs.app", "insert", *target.args()]
     started = [
         subprocess.Popen(
@@ -353,3 +373,87 @@ async def _restart_under_load(server: PrivatePostgres, target: Target, procs: Pr
         assert counts == Counter({"completed": total})  # nothing lost, nothing left running
         ends = {r[1] for r in runs(target.log) if r[0] == "end"}
         assert len(ends) == total
+
+
+@pytest.fixture(scope="module")
+def private_mariadb() -> Iterator[PrivateMariaDB]:
+    """A private MariaDB server (fresh datadir, own port and socket) for the test that kills
+    one: never the shared server. Killed and removed at teardown."""
+    with PrivateMariaDB.running() as server:
+        yield server
+
+
+async def test_mariadb_killed_under_load(private_mariadb: PrivateMariaDB, tmp_path: Path) -> None:
+    """Workers on a private MariaDB that is SIGKILLed under load and started again (InnoDB
+    crash recovery): nothing lost, none left running, each job completed once."""
+    async with make_target("mysql", tmp_path, dsn=private_mariadb.dsn) as target:
+        procs = Processes(target)
+        try:
+            total = 3000
+            async with target.bus() as bus:
+                for start in range(0, total, 1000):
+                    batch = [Work(n, "sleep", 0.002) for n in range(start, start + 1000)]
+                    await bus.dispatch_many(batch)
+                procs.worker("one")
+                procs.worker("two")
+
+                async def some_done() -> bool:
+                    return (await states(bus))["completed"] >= total // 10
+
+                await wait_until(some_done, 60, "work under way")
+                await asyncio.to_thread(private_mariadb.restart_after_kill)
+
+                async def all_done() -> bool:
+                    try:
+                        counts = await states(bus)
+                    except Exception:  # our own connections died with the server too
+                        return False
+                    return counts["completed"] == total
+
+                await wait_until(all_done, 90, "every job to complete after the crash")
+                assert await states(bus) == Counter({"completed": total})
+                ends = [r[1] for r in runs(target.log) if r[0] == "end"]
+                assert set(ends) == set(range(1, total + 1)) or len(set(ends)) == total
+        finally:
+            procs.stop_all()
+
+
+async def test_mysql_contention_never_reaches_the_user(tmp_path: Path) -> None:
+    """4 worker processes, 4 inserting processes and the pruner at once on one table: no
+    deadlock (1213) or lock wait timeout (1205) reaches an inserting caller or a worker's
+    log."""
+    async with make_target("mysql", tmp_path) as target:
+        procs = Processes(target)
+        logs = [tmp_path / f"worker{i}.err" for i in range(4)]
+        try:
+            for i, log in enumerate(logs):
+                cmd = [sys.executable, "-m", "tests.procs.app", "worker", *target.args()]
+                cmd += ["--node", f"w{i}", "--prune"]
+                with open(log, "wb") as err:
+                    procs.procs.append(subprocess.Popen(cmd, cwd=ROOT, stderr=err))
+            per = 1500
+            cmd = [sys.executable, "-m", "tests.procs.app", "flood", *target.args()]
+            cmd += ["--count", str(per)]
+            floods = [
+                subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(4)
+            ]
+            sent = 0
+            for proc in floods:
+                out, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, err.decode()[-3000:]
+                sent += int(out.split()[1])
+            async with target.bus() as bus:
+
+                async def all_done() -> bool:
+                    return (await states(bus))["completed"] == 0 and len(
+                        [r for r in runs(target.log) if r[0] == "end"]
+                    ) >= sent
+
+                await wait_until(all_done, 50, "every job to run and be pruned")
+        finally:
+            procs.stop_all()
+        for log in logs:
+            text = log.read_text(errors="replace")
+            for needle in ("1213", "1205", "Deadlock", "Lock wait timeout"):
+                assert needle not in text, text[-3000:]

@@ -14,7 +14,15 @@ from relaybus.stores import registry
 from relaybus.stores._sql.dialect import CORE_QUERIES
 from relaybus.stores._sql.queries import compile_query
 
-from .stores import PG_DSN, STORE_FACTORIES, server_missing
+from .stores import (
+    MYSQL_DSN,
+    PG_DSN,
+    STORE_FACTORIES,
+    mysql_admin,
+    mysql_dsn_for,
+    mysql_sql,
+    server_missing,
+)
 
 SRC = Path(relaybus.__file__).resolve().parent
 SQL_KINDS = [kind.name for kind in registry.sql_stores()]
@@ -36,6 +44,8 @@ def test_every_store_is_exported_tested_and_loadable() -> None:
         ("jobs.db", "SQLiteStore"),
         ("postgresql://u@h/db", "PostgresStore"),
         ("postgres://u@h/db", "PostgresStore"),
+        ("mysql://u@h/db", "MySQLStore"),
+        ("mariadb://u@h/db", "MySQLStore"),
     ],
 )
 def test_a_dsn_finds_its_store(dsn: str, store: str) -> None:
@@ -131,6 +141,35 @@ async def test_every_postgres_query_prepares() -> None:
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+async def test_every_mysql_query_prepares() -> None:
+    """Every query of the MySQL dialect prepares on the server (MariaDB here), with as many
+    placeholders as binds."""
+    from relaybus.stores.mysql import MySQLStore
+
+    admin = await mysql_admin(MYSQL_DSN)
+    database = "t_vocabulary"
+    try:
+        await mysql_sql(admin, f"DROP DATABASE IF EXISTS {database}")
+        await mysql_sql(admin, f"CREATE DATABASE {database}")
+        store = MySQLStore(mysql_dsn_for(database), auto_migrate=True)
+        await store.open()
+        await store.close()
+        await mysql_sql(admin, f"USE {database}")
+        for name, query in store.dialect.queries.items():
+            placeholders = [f"%({bind})s" for bind in query.binds]
+            sql = query.sql
+            for placeholder in placeholders:
+                sql = sql.replace(placeholder, "?")
+            assert "%(" not in sql, name
+            await mysql_sql(admin, "PREPARE relaybus_check FROM %s", (sql,))
+            rows = await mysql_sql(admin, "SELECT 1")  # the connection is still usable
+            assert rows == [(1,)]
+            await mysql_sql(admin, "DEALLOCATE PREPARE relaybus_check")
+    finally:
+        await mysql_sql(admin, f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
 
 
 def test_fragments_are_shared_text_not_queries() -> None:

@@ -47,6 +47,7 @@ from .stores import registry
 from .stores.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from .stores.mysql import MySQLStore
     from .stores.postgres import PostgresStore
     from .stores.sqlite import SQLiteStore
 
@@ -83,6 +84,7 @@ __all__ = [
     "Linear",
     "NodeInfo",
     "MemoryStore",
+    "MySQLStore",
     "PayloadTooLarge",
     "PostgresStore",
     "Priority",

@@ -37,6 +37,16 @@ async def corrupt(store: Any, job_id: int, column: str, value: str | bytes) -> N
             conn.commit()
         finally:
             conn.close()
+    elif type(store).__name__ == "MySQLStore":
+        from tests.stores import mysql_admin, mysql_sql
+
+        admin = await mysql_admin(store._executor.dsn)
+        try:
+            await mysql_sql(
+                admin, f"UPDATE relaybus_jobs SET {column} = %s WHERE id = %s", (value, job_id)
+            )
+        finally:
+            admin.close()
     else:
         conn = await asyncpg.connect(PG_DSN)
         try:

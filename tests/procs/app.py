@@ -37,6 +37,8 @@ def build_bus(dsn: str, schema: str | None, log: str, *, small: bool = False) ->
     100 connections)."""
     if small and dsn.startswith("postgresql://"):
         store: Any = rb.PostgresStore(dsn, schema=schema or "public", min_size=1, max_size=1)
+    elif small and dsn.startswith("mysql://"):
+        store = rb.MySQLStore(dsn, min_size=1, max_size=1)
     else:
         store = store_for_dsn(dsn, prefix="relaybus_", schema=schema)
     bus: rb.Bus[Any] = rb.Bus(store=store)
@@ -69,6 +71,11 @@ async def worker(args: argparse.Namespace) -> None:
             max_rescues=args.max_rescues,
             grace=args.grace,
             handle_signals=True,
+            **(
+                {"prune_interval": 0.2, "retention": rb.Retention(completed=0)}
+                if args.prune
+                else {}
+            ),
         )
         log_line(args.log, f"worker {os.getpid()} {w.node.id}")
         await w.run()
@@ -91,9 +98,24 @@ async def insert(args: argparse.Namespace) -> None:
         print(f"{outcome.outcome} {outcome.id}", flush=True)
 
 
+async def flood(args: argparse.Namespace) -> None:
+    """Dispatch ``--count`` jobs in batches of 10 and single dispatches, as fast as it can."""
+    bus = build_bus(args.dsn, args.schema, args.log, small=True)
+    async with bus:
+        sent = 0
+        while sent < args.count:
+            if sent % 20 == 0:
+                await bus.dispatch(Work(sent))
+                sent += 1
+            else:
+                await bus.dispatch_many([Work(sent + i) for i in range(10)])
+                sent += 10
+        print(f"sent {sent}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["worker", "insert"])
+    parser.add_argument("command", choices=["worker", "insert", "flood"])
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--schema", default=None)
     parser.add_argument("--log", required=True)
@@ -103,8 +125,11 @@ def main() -> None:
     parser.add_argument("--ttl", type=float, default=1.5)
     parser.add_argument("--max-rescues", type=int, default=3)
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--prune", action="store_true")
+    parser.add_argument("--count", type=int, default=1000)
     args = parser.parse_args()
-    asyncio.run(worker(args) if args.command == "worker" else insert(args))
+    commands = {"worker": worker, "insert": insert, "flood": flood}
+    asyncio.run(commands[args.command](args))
 
 
 if __name__ == "__main__":

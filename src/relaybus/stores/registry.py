@@ -52,6 +52,10 @@ STORES: tuple[StoreKind, ...] = (
         "postgres", "PostgresStore", "relaybus.stores.postgres", ("postgres", "postgresql"),
         "postgres", "relaybus.stores.postgres.dialect:PostgresDialect", has_schema=True,
     ),
+    StoreKind(
+        "mysql", "MySQLStore", "relaybus.stores.mysql", ("mysql", "mariadb"), "mysql",
+        "relaybus.stores.mysql.dialect:MySQLDialect",
+    ),
 )  # fmt: skip
 
 

@@ -160,3 +160,22 @@ class Dialect:
     ) -> list[Inserted]:
         """Insert ``jobs`` in input order, as if one by one (``now`` None: database clock)."""
         raise NotImplementedError
+
+    # -- statements that are one query on most databases; a dialect without ``UPDATE ...
+    # RETURNING`` (MySQL) overrides them with a locking select, then a write by primary key.
+    async def elect(self, tx: Tx, args: Mapping[str, Any]) -> bool:
+        """Take or renew the leader lease (``elect``); whether ``args["node"]`` leads."""
+        return await tx.fetchrow("elect", args) is not None
+
+    async def stage_due(self, tx: Tx, args: Mapping[str, Any]) -> list[str]:
+        """Make due jobs that hold their key available (``stage``); their queues."""
+        return [row[0] for row in await tx.fetch("stage", args)]
+
+    async def prune_state(self, tx: Tx, args: Mapping[str, Any]) -> int:
+        """Delete finished jobs of one state past their retention (``prune``); how many."""
+        return await tx.execute("prune", args)
+
+    async def release_orphans(self, tx: Tx, args: Mapping[str, Any]) -> int:
+        """Give back a node's orphaned claims (``release_orphans``); how many."""
+        row = await tx.fetchrow("release_orphans", args)
+        return int(row[0]) if row is not None else 0

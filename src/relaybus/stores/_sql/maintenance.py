@@ -35,7 +35,7 @@ class MaintenanceOps(SQLBase):
         args = {"node": params.node, "now": self._now_arg(), "ttl": float(params.ttl)}
 
         async def work(tx: Tx) -> bool:
-            return await tx.fetchrow("elect", args) is not None
+            return await self.dialect.elect(tx, args)
 
         return await self._write(work)
 
@@ -59,7 +59,7 @@ class MaintenanceOps(SQLBase):
         args = {"now": now, "limit": params.limit, "channel": self._channel()}
 
         async def work(tx: Tx) -> list[str]:
-            queues = {row[0] for row in await tx.fetch("stage", args)}
+            queues = set(await self.dialect.stage_due(tx, args))
             for row in await tx.fetch("due_contested", args):
                 if await self._stage_contested(tx, row):
                     queues.add(row[1])
@@ -129,7 +129,7 @@ class MaintenanceOps(SQLBase):
                     "keep": float(keep),
                     "limit": params.limit - pruned,
                 }
-                pruned += await tx.execute("prune", args)
+                pruned += await self.dialect.prune_state(tx, args)
             return pruned
 
         return await self._write(work)

@@ -202,8 +202,7 @@ class SQLStore(AdminOps, MaintenanceOps):
         args = {"node": node, "handed": handed, "channel": self._channel()}
 
         async def work(tx: Tx) -> int:
-            row = await tx.fetchrow("release_orphans", args)
-            return int(row[0]) if row is not None else 0
+            return await self.dialect.release_orphans(tx, args)
 
         released = await self._write(work)
         if released:

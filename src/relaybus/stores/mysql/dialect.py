@@ -1,0 +1,203 @@
+"""The MySQL/MariaDB dialect: its queries (``queries.sql``), migrations, UTC ``DATETIME(6)``
+time codec, error classifier, and the algorithms a database without ``UPDATE ... RETURNING``
+needs: a locking read (``FOR UPDATE SKIP LOCKED``, in index order) followed by a write by the
+sorted primary keys, in one READ COMMITTED transaction (claims, run ends, stage, prune).
+
+What differs between MariaDB and MySQL 8 is kept here and in ``inserts.py``, and small: batch
+ids (MariaDB: ``RETURNING``; MySQL 8: consecutive ids or row by row). Everything else is one
+code path for both servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, cast
+
+import msgspec
+
+from ..._codec import encode_error
+from ..._driver import FetchParams, Inserted, NewJob
+from ..._jobrules import RunEnd
+from .._sql.dialect import Dialect, ErrorKind, Runner
+from .._sql.executor import Tx
+from .executor import (
+    DUPLICATE_KEY,
+    NO_SUCH_TABLE,
+    RETRY_CODES,
+    UNAVAILABLE_CODES,
+    UNKNOWN_DATABASE,
+    ServerInfo,
+    error_code,
+)
+from .inserts import InsertTx, insert_jobs, needs_now
+
+__all__ = ["MySQLDialect"]
+
+_encode = msgspec.json.Encoder()
+_RUNNING = "running"
+#: Claim columns (rows.CLAIM_COLUMNS): attempt and rescues.
+_ATTEMPT, _RESCUES = 5, 12
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return _encode.encode(sorted(ids)).decode()
+
+
+class MySQLDialect(Dialect):
+    name: ClassVar[str] = "mysql"
+    package: ClassVar[str] = "relaybus.stores.mysql"
+    write_in_transaction: ClassVar[bool] = True
+    answers_can_be_lost: ClassVar[bool] = True
+    own_queries: ClassVar[frozenset[str]] = frozenset(
+        {
+            "session_isolation", "session_settings", "server_info", "db_now", "ping",
+            "insert_job", "insert_batch", "insert_batch_consecutive", "find_holder",
+            "replace_job", "fetch", "claim", "lock_runs", "end_runs", "release_orphans",
+            "leader_is", "make_available_many", "delete_jobs", "quiet_notes",
+        }
+    )  # fmt: skip
+
+    def __init__(self, *, prefix: str) -> None:
+        super().__init__(prefix=prefix, schema=None, paramstyle="pyformat")
+        #: The server, once the store has opened (batch ids differ between MariaDB and MySQL).
+        self.server: ServerInfo | None = None
+
+    @property
+    def title(self) -> str:
+        return "MySQL"
+
+    def migrate_lock_key(self) -> str:
+        # GET_LOCK names are at most 64 characters.
+        digest = hashlib.sha256(self.prefix.lower().encode()).hexdigest()[:32]
+        return f"relaybus.migrate.{digest}"
+
+    # -- values
+    def encode_time(self, value: datetime | None) -> Any:
+        """Naive UTC, as DATETIME(6) stores it; None: the server's clock."""
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def decode_time(self, value: Any) -> datetime:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+    def as_bytes(self, value: Any) -> bytes:
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    def json_text(self, data: bytes) -> Any:
+        return data.decode()
+
+    def run_pairs(self, runs: Sequence[tuple[int, int]]) -> dict[str, Any]:
+        return {"runs": _encode.encode([list(run) for run in runs]).decode()}
+
+    def classify(self, exc: BaseException) -> ErrorKind | None:
+        if isinstance(exc, OSError):
+            return "unavailable"
+        code = error_code(exc)
+        module = type(exc).__module__
+        if not (module.startswith("asyncmy") or module.startswith("pymysql")):
+            return None
+        if code == DUPLICATE_KEY:
+            return "unique"
+        if code in (NO_SUCH_TABLE, UNKNOWN_DATABASE):
+            return "missing_schema"
+        if code in RETRY_CODES:
+            return "retry"
+        if code is None or code >= 2000 or code in UNAVAILABLE_CODES:
+            return "unavailable"
+        if type(exc).__name__ in ("InterfaceError", "OperationalError"):
+            return "unavailable"
+        return None
+
+    # -- algorithms
+    async def insert(
+        self, run: Runner, jobs: Sequence[NewJob], now: datetime | None
+    ) -> list[Inserted]:
+        read_now = now is None and any(needs_now(job) for job in jobs)
+
+        async def work(tx: Tx) -> list[Inserted]:
+            current = now
+            if read_now:
+                row = await tx.fetchrow("db_now", {"now": None})
+                assert row is not None
+                current = self.decode_time(row[0])
+            return await insert_jobs(cast(InsertTx, tx), self, jobs, current)
+
+        # One plain job is one statement: no transaction of its own.
+        single = len(jobs) == 1 and (jobs[0].unique_key is None or not jobs[0].unique_states)
+        return await run(work, transaction=not single or read_now)
+
+    async def fetch(
+        self, tx: Tx, params: FetchParams, ends: Sequence[RunEnd], now: Any
+    ) -> list[Any]:
+        async with tx.transaction():
+            if ends:
+                await self.end_runs(tx, ends, now)
+            if params.limit <= 0:
+                return []
+            args = {
+                "queue": params.queue,
+                "limit": params.limit,
+                "isolate_after": params.isolate_after,
+                "idle": params.idle,
+            }
+            rows = await tx.fetch("fetch", args)
+            if not rows:
+                return []
+            if params.idle and rows[0][_RESCUES] >= params.isolate_after:
+                rows = rows[:1]  # a suspect runs alone, on an idle node
+            else:
+                rows = [row for row in rows if row[_RESCUES] < params.isolate_after]
+                if not rows:
+                    return []
+            claim = {"ids": _ids([row[0] for row in rows]), "now": now, "node": params.node}
+            await tx.execute("claim", claim)
+            return [(*row[:_ATTEMPT], row[_ATTEMPT] + 1, *row[_ATTEMPT + 1 :]) for row in rows]
+
+    async def end_runs(self, tx: Tx, ends: Sequence[RunEnd], now: Any) -> list[int]:
+        """Lock the runs still current (sorted ids), then apply their ends in one UPDATE."""
+        pairs = sorted({(end.id, end.attempt) for end in ends})
+        runs = _encode.encode([list(pair) for pair in pairs]).decode()
+        current = {(row[0], row[1]) for row in await tx.fetch("lock_runs", {"runs": runs})}
+        first: dict[int, RunEnd] = {}
+        for end in ends:  # a run listed twice is applied once: the first current entry
+            if (end.id, end.attempt) in current:
+                first.setdefault(end.id, end)
+        todo = sorted(first.values(), key=lambda end: end.id)
+        if not todo:
+            return []
+        rows = [
+            [
+                end.id, end.attempt, end.state.value, end.refund, end.rescued, end.delay,
+                1 if end.finalize else 0,
+                None if end.error is None else encode_error(end.error).decode(),
+            ]
+            for end in todo
+        ]  # fmt: skip
+        await tx.execute("end_runs", {"ends": _encode.encode(rows).decode(), "now": now})
+        return [end.id for end in todo]
+
+    async def elect(self, tx: Tx, args: Mapping[str, Any]) -> bool:
+        await tx.execute("elect", args)
+        return await tx.fetchrow("leader_is", args) is not None
+
+    async def stage_due(self, tx: Tx, args: Mapping[str, Any]) -> list[str]:
+        rows = await tx.fetch("stage", args)
+        if not rows:
+            return []
+        await tx.execute("make_available_many", {"ids": _ids([row[0] for row in rows])})
+        return sorted({row[1] for row in rows})
+
+    async def prune_state(self, tx: Tx, args: Mapping[str, Any]) -> int:
+        rows = await tx.fetch("prune", args)
+        if not rows:
+            return 0
+        return await tx.execute("delete_jobs", {"ids": _ids([row[0] for row in rows])})
+
+    async def release_orphans(self, tx: Tx, args: Mapping[str, Any]) -> int:
+        handed = {**args, "handed": _encode.encode(list(args["handed"])).decode()}
+        return await tx.execute("release_orphans", handed)
