@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS relaybus_nodes (
     expires_at DATETIME(6) NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
+-- Paused queues (`bus.queues.pause`): fetched by no node.
+CREATE TABLE IF NOT EXISTS relaybus_queue_pauses (
+    queue     VARCHAR(128) NOT NULL PRIMARY KEY,
+    paused_at DATETIME(6) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
 -- The leader lease: at most one row.
 CREATE TABLE IF NOT EXISTS relaybus_leader (
     id         TINYINT NOT NULL PRIMARY KEY,

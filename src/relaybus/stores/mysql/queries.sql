@@ -149,6 +149,7 @@ SELECT id, handler, event, queue, priority, attempt, max_attempts, payload, meta
     inserted_at, scheduled_at, timeout, rescues
 FROM /*prefix*/jobs FORCE INDEX (fetch_idx)
 WHERE state = 'available' AND queue = :queue AND (rescues < :isolate_after OR :idle)
+    AND NOT EXISTS (SELECT 1 FROM /*prefix*/queue_pauses AS p WHERE p.queue = :queue)
 ORDER BY priority, scheduled_at, id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
@@ -340,7 +341,10 @@ FROM /*prefix*/jobs
 WHERE (:state IS NULL OR state = :state)
     AND (:queue IS NULL OR queue = :queue)
     AND (:handler IS NULL OR handler = :handler)
-ORDER BY id
+    AND (:after_id IS NULL OR id > :after_id)
+    AND (:before_id IS NULL OR id < :before_id)
+    AND (:text IS NULL OR LOCATE(:text, payload) > 0 OR LOCATE(:text, meta) > 0)
+ORDER BY CASE WHEN :newest THEN id END DESC, id
 LIMIT :limit
 
 -- name: lock_job
@@ -360,3 +364,26 @@ WHERE id = :id
 
 -- name: stats
 SELECT queue, state, COUNT(*) FROM /*prefix*/jobs GROUP BY queue, state
+
+-- name: delete_job
+-- The caller locked the job (lock_job) and checked that it is not running.
+DELETE FROM /*prefix*/jobs WHERE id = :id AND state = :expect
+
+-- name: nodes
+-- Live nodes: (node, expires_at, leads, running jobs).
+SELECT n.node, n.expires_at, COALESCE(l.expires_at > /*fragment:now*/, 0) AS leader,
+    (SELECT COUNT(*) FROM /*prefix*/jobs AS j
+        WHERE j.state = 'running' AND j.attempted_by = n.node) AS running
+FROM /*prefix*/nodes AS n
+LEFT JOIN /*prefix*/leader AS l ON l.node = n.node
+WHERE n.expires_at > /*fragment:now*/
+ORDER BY n.node
+
+-- name: pause_queue
+INSERT IGNORE INTO /*prefix*/queue_pauses (queue, paused_at) VALUES (:queue, /*fragment:now*/)
+
+-- name: resume_queue
+DELETE FROM /*prefix*/queue_pauses WHERE queue = :queue
+
+-- name: paused_queues
+SELECT queue FROM /*prefix*/queue_pauses ORDER BY queue
