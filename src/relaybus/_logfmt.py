@@ -72,10 +72,15 @@ class _Masking(logging.Formatter):
 
 class TextFormatter(_Masking):
     """``time level logger: message``; records from handler code (``ctx.logger``) get their
-    job fields appended, ``[job 12 mail.receipt queue=mail attempt=1]``."""
+    job fields appended, ``[job 12 mail.receipt queue=mail attempt=1]``. ``brief``: the
+    one-off commands' ``relaybus: warning: message``."""
 
-    def __init__(self, secrets: tuple[str | None, ...] = ()) -> None:
-        super().__init__(secrets, fmt="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    def __init__(self, secrets: tuple[str | None, ...] = (), *, brief: bool = False) -> None:
+        fmt = (
+            "relaybus: %(levelname)s: %(message)s" if brief
+            else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+        )
+        super().__init__(secrets, fmt=fmt)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -118,7 +123,7 @@ class JSONFormatter(_Masking):
 
 
 def setup(
-    fmt: str = "text",
+    fmt: str = "text",  # text | json | brief
     level: int | str = logging.INFO,
     *,
     secrets: tuple[str | None, ...] = (),
@@ -128,7 +133,8 @@ def setup(
     same) to ``stream`` (stderr) in ``fmt`` (``text`` or ``json``) at ``level``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     formatter: logging.Formatter = (
-        JSONFormatter(secrets) if fmt == "json" else TextFormatter(secrets)
+        JSONFormatter(secrets) if fmt == "json"
+        else TextFormatter(secrets, brief=fmt == "brief")
     )
     handler.setFormatter(formatter)
     handler.setLevel(level)

@@ -688,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "worker":
         _logfmt.setup(args.log_format, args.log_level, secrets=secrets)
     elif args.command != "demo":
-        _logfmt.setup("text", logging.WARNING, secrets=secrets)
+        _logfmt.setup("brief", logging.WARNING, secrets=secrets)
     try:
         if args.command == "migrate":
             return asyncio.run(_migrate(args))
