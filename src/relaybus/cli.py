@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -76,7 +77,7 @@ def full_schema(dialect: str, *, prefix: str = "relaybus_", schema: str = "publi
     kind = registry.by_name(dialect)
     if kind is None or kind.dialect is None:
         raise CLIError(f"unknown dialect {dialect!r}: use one of {dialects()}")
-    migrations = load_migrations(kind.package)
+    migrations = load_migrations(_unexecuted(kind.package))
     parts = [f"-- relaybus schema for {dialect}: migrations 1-{len(migrations)}\n"]
     if kind.has_schema and schema != "public":
         parts.append("\n" + render(_CREATE_SCHEMA, prefix=prefix, schema=schema))
@@ -84,6 +85,17 @@ def full_schema(dialect: str, *, prefix: str = "relaybus_", schema: str = "publi
         rendered = render(sql, prefix=prefix, schema=schema if kind.has_schema else None)
         parts.append(f"\n-- migration {version:04d}_{name}\n{rendered.strip()}\n")
     return "".join(parts)
+
+
+def _unexecuted(package: str) -> Any:
+    """``package`` as a module whose resources can be read without running its code (the
+    PostgreSQL package imports asyncpg: ``relaybus sql`` must work without it)."""
+    if package in sys.modules:
+        return sys.modules[package]
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise CLIError(f"the package {package} is missing from this installation")
+    return importlib.util.module_from_spec(spec)
 
 
 # -- where the jobs are ----------------------------------------------------------------------
