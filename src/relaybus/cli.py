@@ -24,7 +24,9 @@ from typing import Any
 
 from . import _logfmt
 from ._bus import Bus
+from ._demo import run as _demo_run
 from ._errors import JobNotFound, RelaybusError, StoreError, UniqueConflict
+from ._supervisor import Supervisor
 from ._types import Job, JobState
 from .stores import registry
 from .stores._sql.queries import load_migrations, render
@@ -578,16 +580,12 @@ def _worker(args: argparse.Namespace) -> int:
         raise CLIError("--processes must be >= 1")
     if args.processes == 1:
         return asyncio.run(_run_worker(args, bus, options))
-    from ._supervisor import Supervisor
-
     argvs = [_child_argv(args, spec, i + 1) for i in range(args.processes)]
     return Supervisor(argvs, args.grace, logging.getLogger("relaybus.supervisor")).run()
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run
-
-    run()
+    _demo_run()
     return 0
 
 
