@@ -1,6 +1,6 @@
 # relaybus developer commands. Everything runs inside .venv, created on first use.
 #
-#   make demo    run the example app (examples/demo.py) on SQLite
+#   make demo    run the example app (`relaybus demo`, src/relaybus/_demo.py) on SQLite
 #   make test    ruff + mypy --strict + pytest (what CI runs, through .ci/run)
 #   make lint    ruff only
 #   make bench   the benchmarks (results in docs/benchmarks.md)
@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(VENV)/bin/relaybus demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)

@@ -66,6 +66,7 @@ class Bus(Generic[S]):
         middleware: Sequence[HandlerMiddleware] = (),
         errors: ErrorMode = "raise",
         max_payload_bytes: int = 1_048_576,
+        validate: bool = False,
         logger: logging.Logger | None = None,
     ) -> None:
         if errors not in ("raise", "log"):
@@ -76,6 +77,9 @@ class Bus(Generic[S]):
         self.state: S = state
         self.errors: ErrorMode = errors
         self.max_payload_bytes = max_payload_bytes
+        #: Decode every job payload into its event class at dispatch (one decode per event),
+        #: so an event that would never decode fails ``dispatch`` instead of every attempt.
+        self.validate = bool(validate)
         self.logger = logger or logging.getLogger("relaybus")
         self.handler_logger = self.logger.getChild("handler")
         self.registry = Registry()
@@ -323,7 +327,9 @@ class Bus(Generic[S]):
         plans = [self._plan(type(event)) for event in events]  # EventError for a non-event
         results = [DispatchResult(event, []) for event in events]
         if any(plan.jobs for plan in plans):
-            options = JobOptions.build(meta, delay_s, at, priority, queue, self.max_payload_bytes)
+            options = JobOptions.build(
+                meta, delay_s, at, priority, queue, self.max_payload_bytes, self.validate
+            )
             await self._insert_jobs(events, plans, results, options, conn)
         failures: list[Exception] = []
         for event, plan in zip(events, plans, strict=True):

@@ -11,9 +11,20 @@ from ._types import JobInfo
 if TYPE_CHECKING:
     from ._bus import Bus
 
-__all__ = ["Context", "ContextFactory", "Dispatch"]
+__all__ = ["Context", "ContextFactory", "Dispatch", "JobLogger"]
 
 S = TypeVar("S")
+
+
+class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``ctx.logger``: the handler logger with the run's fields on every record, as ``extra``
+    (``job_id``, ``handler``, ``queue``, ``attempt`` for a job; ``handler`` inline). A caller's
+    own ``extra=`` is kept alongside."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.get("extra")
+        kwargs["extra"] = self.extra if extra is None else {**extra, **(self.extra or {})}
+        return msg, kwargs
 
 
 class Context(Generic[S]):
@@ -24,11 +35,12 @@ class Context(Generic[S]):
     - ``job``: ``None`` inline; for jobs a :class:`JobInfo` (id, attempt, max_attempts, queue,
       priority, meta, inserted_at, scheduled_at)
     - ``meta``: the dispatch's meta (a job's stored meta)
-    - ``logger``: a logger for handler code
+    - ``logger``: a logger for handler code; every record carries the run's job id, handler,
+      queue and attempt as ``extra`` fields (built on first use)
     - ``event`` and ``handler``: the event being handled and the handler's name (for middleware)
     """
 
-    __slots__ = ("bus", "event", "handler", "job", "logger", "meta", "state")
+    __slots__ = ("_adapter", "_logger", "bus", "event", "handler", "job", "meta", "state")
 
     def __init__(
         self,
@@ -45,8 +57,24 @@ class Context(Generic[S]):
         self.event = event
         self.handler = handler
         self.meta = meta
-        self.logger = logger
+        self._logger = logger
+        self._adapter: JobLogger | None = None
         self.job = job
+
+    @property
+    def logger(self) -> JobLogger:
+        """The handler logger, with this run's fields on every record (made on first use)."""
+        job = self.job
+        if job is None:  # inline: one context serves several handlers in turn
+            return JobLogger(self._logger, {"handler": self.handler})
+        adapter = self._adapter
+        if adapter is None:
+            adapter = self._adapter = JobLogger(
+                self._logger,
+                {"job_id": job.id, "handler": job.handler, "queue": job.queue,
+                 "attempt": job.attempt},
+            )
+        return adapter
 
     def __repr__(self) -> str:
         where = f"job={self.job.id}" if self.job is not None else "inline"

@@ -88,9 +88,10 @@ def end_of_run(done: Completion) -> RunEnd:
 
 
 def rescue_reason(node: str | None, attempt: int, node_lost: bool) -> str:
-    """Why a running job is being rescued: its node stopped, or it outran timeout + grace."""
+    """Why a running job is being rescued: its node's lease expired (the node died, was killed
+    or lost the database for longer than ``node_ttl``), or it outran timeout + grace."""
     if node_lost:
-        return f"node {node} stopped while running attempt {attempt}"
+        return f"the lease of node {node} expired while it ran attempt {attempt}"
     return f"attempt {attempt} ran past its timeout plus grace"
 
 

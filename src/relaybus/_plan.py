@@ -62,6 +62,7 @@ class JobOptions:
     priority: int | None
     queue: str | None
     max_bytes: int  # the bus's max_payload_bytes
+    validate: bool = False  # the bus's validate: decode each payload once, as a worker would
 
     @classmethod
     def build(
@@ -72,8 +73,9 @@ class JobOptions:
         priority: int | None,
         queue: str | None,
         max_bytes: int,
+        validate: bool = False,
     ) -> JobOptions:
-        return cls(meta, _meta_json(meta), delay, at, priority, queue, max_bytes)
+        return cls(meta, _meta_json(meta), delay, at, priority, queue, max_bytes, validate)
 
 
 def _meta_json(meta: dict[str, Any]) -> bytes:
@@ -119,6 +121,16 @@ class Plan:
             f"max_payload_bytes of {max_bytes}"
         )
 
+    def check_decodes(self, payload: bytes) -> None:
+        """``Bus(validate=True)``: the payload must decode into the event class, with the
+        decoder a worker uses, or the dispatch fails now instead of every attempt later."""
+        try:
+            self.codec.decode(payload)
+        except Exception as exc:
+            raise EventError(
+                f"event {self.codec.name!r} does not validate as "
+                f"{self.codec.cls.__qualname__}: {exc}"
+            ) from None
 
 
 def build_jobs(
@@ -127,11 +139,13 @@ def build_jobs(
     """One ``NewJob`` per (event, job handler), in order, and the index of each one's event.
 
     Each payload is encoded once (and checked against ``options.max_bytes``) and, only for
-    unique handlers, decoded once into builtins for the unique key. One loop, no call per
+    unique handlers, decoded once into builtins for the unique key; with ``options.validate``
+    it is also decoded once into its event class (``Bus(validate=True)``). One loop, no call per
     event: this runs for every dispatched job.
     """
     queue, priority, delay, at = options.queue, options.priority, options.delay, options.at
     meta, meta_json, max_bytes = options.meta, options.meta_json, options.max_bytes
+    validate = options.validate
     jobs: list[NewJob] = []
     owners: list[int] = []
     for index, (event, plan) in enumerate(zip(events, plans, strict=True)):
@@ -145,6 +159,8 @@ def build_jobs(
             ) from None
         if len(payload) > max_bytes:
             raise plan.too_large(payload, max_bytes)
+        if validate:
+            plan.check_decodes(payload)
         event_name = plan.codec.name
         decoded: Any = None  # the payload as builtins, for unique keys
         for t in plan.templates:

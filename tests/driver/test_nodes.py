@@ -96,7 +96,9 @@ async def test_release_node_drops_its_heartbeat_so_its_jobs_are_rescued(
     assert await rescue(store) == 1
     found = await get(store, job_id)
     assert found.state is S.RETRYABLE
-    assert errors_of(found) == [("rescued", "node n1 stopped while running attempt 1", 1)]
+    assert errors_of(found) == [
+        ("rescued", "the lease of node n1 expired while it ran attempt 1", 1)
+    ]
     assert await store.stage(StageParams()) == ["default"]
 
 

@@ -36,7 +36,9 @@ async def test_rescue_returns_jobs_of_a_node_that_never_heartbeats(
     assert rescued.state is S.RETRYABLE
     assert rescued.scheduled_at == clock.now()
     assert rescued.finalized_at is None
-    assert errors_of(rescued) == [("rescued", "node ghost stopped while running attempt 1", 1)]
+    assert errors_of(rescued) == [
+        ("rescued", "the lease of node ghost expired while it ran attempt 1", 1)
+    ]
     assert rescued.errors[-1].at == clock.now()
     assert rescued.errors[-1].traceback is None
     assert await state_of(store, alive_job) is S.RUNNING
@@ -68,11 +70,13 @@ async def test_rescue_expired_node_and_fencing(store: Any, clock: FakeClock) -> 
     assert exhausted.state is S.DISCARDED
     assert exhausted.finalized_at == clock.now()
     assert errors_of(exhausted) == [
-        ("rescued", "node dead stopped while running attempt 1; attempts exhausted", 1)
+        ("rescued", "the lease of node dead expired while it ran attempt 1; attempts exhausted", 1)
     ]
     assert retried.state is S.RETRYABLE
     assert retried.scheduled_at == clock.now()
-    assert errors_of(retried) == [("rescued", "node dead stopped while running attempt 1", 1)]
+    assert errors_of(retried) == [
+        ("rescued", "the lease of node dead expired while it ran attempt 1", 1)
+    ]
     assert completed.state is S.COMPLETED  # fenced: not touched
     assert completed.errors == ()
     lost = await beat(store, "dead", [(c.id, 1) for c in claimed])
@@ -135,8 +139,12 @@ async def test_a_job_rescued_max_rescues_times_is_discarded_as_worker_lost(
     found = await get(store, poison)
     assert found.state is S.DISCARDED
     assert errors_of(found) == [
-        ("rescued", "node ghost stopped while running attempt 1", 1),
-        ("worker_lost", "node ghost stopped while running attempt 2; rescued 2 times", 2),
+        ("rescued", "the lease of node ghost expired while it ran attempt 1", 1),
+        (
+            "worker_lost",
+            "the lease of node ghost expired while it ran attempt 2; rescued 2 times",
+            2,
+        ),
     ]
 
 
@@ -147,7 +155,11 @@ async def test_worker_lost_wins_over_exhausted_attempts(store: Any) -> None:
     found = await get(store, job_id)
     assert found.state is S.DISCARDED
     assert errors_of(found) == [
-        ("worker_lost", "node ghost stopped while running attempt 1; rescued 1 times", 1)
+        (
+            "worker_lost",
+            "the lease of node ghost expired while it ran attempt 1; rescued 1 times",
+            1,
+        )
     ]
 
 

@@ -48,6 +48,17 @@ class _Deadline:
         self.task.cancel()
 
 
+def job_fields(job: Claimed) -> dict[str, Any]:
+    """The ``extra`` fields of every log record about one run of ``job`` (never its payload)."""
+    return {"job_id": job.id, "handler": job.handler, "queue": job.queue, "attempt": job.attempt}
+
+
+def _brief(message: str, limit: int = 300) -> str:
+    """An error message for a log line: its first line, cut to ``limit`` characters."""
+    first = message.splitlines()[0] if message else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 def _job_info(job: Claimed) -> JobInfo:
     return JobInfo(
         job.id,
@@ -154,6 +165,14 @@ class Executor:
         """Run the handler (inside the middleware) and map how it ended to a Completion."""
         ctx = self._contexts(event, spec.name, job.meta, _job_info(job))
         middleware = self._middleware
+        logger = self._logger
+        debug = logger.isEnabledFor(logging.DEBUG)  # a cached lookup: cheap per job
+        if debug:
+            logger.debug(
+                "job %s (%s) on %s attempt %s/%s started",
+                job.id, job.handler, job.queue, job.attempt, job.max_attempts,
+                extra=job_fields(job),
+            )
         try:
             if middleware:
                 await run_with_middleware(middleware, spec.call, event, ctx)
@@ -175,13 +194,21 @@ class Executor:
             return self._raised(job, spec, exc)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: never fatal
             return self._raised(job, spec, exc)
+        if debug:
+            logger.debug(
+                "job %s (%s) on %s attempt %s/%s completed",
+                job.id, job.handler, job.queue, job.attempt, job.max_attempts,
+                extra=job_fields(job),
+            )
         return Completion(job.id, job.attempt, "completed")
 
     def _raised(self, job: Claimed, spec: JobSpec, exc: BaseException) -> Completion:
         if not isinstance(exc, Exception):
             self._logger.error(
-                "job %s (%s) raised %s: a failed attempt; the worker keeps running",
-                job.id, job.handler, _kind(exc),
+                "job %s (%s) on %s attempt %s raised %s: a failed attempt; the worker keeps "
+                "running",
+                job.id, job.handler, job.queue, job.attempt, _kind(exc),
+                extra=job_fields(job),
             )
         tb = "".join(traceback.format_exception(exc))
         return self._failed(job, spec, _kind(exc), str(exc) or repr(exc), tb)
@@ -195,18 +222,25 @@ class Executor:
         error = self._error(job, kind, message, tb)
         if job.attempt >= job.max_attempts:
             self._logger.error(
-                "job %s (%s) attempt %s/%s failed with %s; discarded",
-                job.id, job.handler, job.attempt, job.max_attempts, kind,
+                "job %s (%s) on %s attempt %s/%s failed with %s: %s; discarded",
+                job.id, job.handler, job.queue, job.attempt, job.max_attempts, kind,
+                _brief(message),
+                extra=job_fields(job),
             )
             return Completion(job.id, job.attempt, "discard", error)
         backoff = spec.backoff if spec is not None else _DEFAULT_BACKOFF
         try:
             delay = max(0.0, float(backoff(job.attempt)))
         except Exception:
-            self._logger.exception("backoff of handler %s failed; using the default", job.handler)
+            self._logger.exception(
+                "backoff of handler %s failed; using the default", job.handler,
+                extra=job_fields(job),
+            )
             delay = _DEFAULT_BACKOFF(job.attempt)
         self._logger.warning(
-            "job %s (%s) attempt %s/%s failed with %s; retry in %.3gs",
-            job.id, job.handler, job.attempt, job.max_attempts, kind, delay,
+            "job %s (%s) on %s attempt %s/%s failed with %s: %s; retry in %.3gs",
+            job.id, job.handler, job.queue, job.attempt, job.max_attempts, kind,
+            _brief(message), delay,
+            extra=job_fields(job),
         )
         return Completion(job.id, job.attempt, "retry", error, delay)

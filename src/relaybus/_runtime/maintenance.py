@@ -79,7 +79,10 @@ class Rescuer(_LeaderService):
             total += rescued
             if rescued < self._params.limit:
                 if total:
-                    self.logger.warning("rescued %d jobs of stopped nodes", total)
+                    self.logger.warning(
+                        "rescued %d jobs (their node's lease expired, or they ran past their "
+                        "timeout plus grace)", total,
+                    )
                 return total
 
 
@@ -136,6 +139,10 @@ class Heartbeat(Periodic):
             HeartbeatParams(self._node.id, self._ttl, self._node.running_pairs())
         )
         for job_id in lost:
-            if self._node.cancel(job_id, "lost"):
-                self.logger.warning("job %s was cancelled or rescued elsewhere; stopped it", job_id)
+            run = self._node.runs.get(job_id)
+            if run is not None and self._node.cancel(job_id, "lost"):
+                self.logger.warning(
+                    "job %s (%s) on %s attempt %s was cancelled or rescued elsewhere; stopped it",
+                    job_id, run.handler, run.queue, run.attempt, extra=run.log_fields(),
+                )
         return lost

@@ -35,6 +35,15 @@ class Run:
     task: asyncio.Task[None]  # the slot running it
     deadline: float | None  # loop time after which the watchdog stops it
     cancel_reason: CancelReason | None = None
+    handler: str = ""  # for log lines about the run
+    queue: str = ""
+
+    def log_fields(self) -> dict[str, object]:
+        """The ``extra`` fields of a log record about this run."""
+        return {
+            "job_id": self.job_id, "handler": self.handler, "queue": self.queue,
+            "attempt": self.attempt,
+        }
 
 
 @dataclass(slots=True)
@@ -44,6 +53,8 @@ class NodeState:
     runs: dict[int, Run] = field(default_factory=dict)
     fetch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     isolated_job: int | None = None  # a poison suspect runs alone: fetch nothing meanwhile
+    completed: int = 0  # runs that completed on this node (the worker's summary line)
+    failed: int = 0  # runs that failed (retried or discarded, timeouts included)
 
     @property
     def isolated(self) -> bool:

@@ -173,7 +173,10 @@ class Producer(Service):
     ) -> None:
         node = self._node
         timeout = self._executor.timeout_of(job)
-        run = Run(job.id, job.attempt, task, None if timeout is None else loop.time() + timeout)
+        run = Run(
+            job.id, job.attempt, task, None if timeout is None else loop.time() + timeout,
+            None, job.handler, job.queue,
+        )
         node.runs[job.id] = run
         completion: Completion | None
         try:
@@ -195,6 +198,12 @@ class Producer(Service):
             del node.runs[job.id]
         if completion is not None:
             self._completer.add(completion)
+            kind = completion.kind
+            if kind == "completed":
+                node.completed += 1
+            elif kind == "retry" or (kind == "discard" and completion.error is not None
+                                     and completion.error.kind != "discarded"):
+                node.failed += 1
         if node.isolated_job == job.id:  # the suspect ended: everyone may fetch again
             node.isolated_job = None
             self._on_idle(True)

@@ -247,6 +247,7 @@ class Worker:
         for service in self.services:
             service.start()
         self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
+        self._warn_if_idle_by_design()
         try:
             await self._stop_requested.wait()
             await self._finish_jobs()
@@ -254,6 +255,23 @@ class Worker:
             self._force.set()
             await asyncio.shield(self._finish_jobs())
             raise
+
+    def _warn_if_idle_by_design(self) -> None:
+        """A worker whose queues serve none of the bus's job handlers would run nothing:
+        say so, naming the queues the handlers use."""
+        handler_queues = sorted({spec.queue for spec in self.bus.registry.job_by_name.values()})
+        served = self.config.queues
+        if not handler_queues:
+            self.logger.warning(
+                "worker %s: this bus has no job handlers, so it runs only jobs whose handlers "
+                "other code registers (it will fail jobs of unknown handlers)", self.node.id,
+            )
+        elif not any(queue in served for queue in handler_queues):
+            self.logger.warning(
+                "worker %s serves queues %s, but no job handler of this bus uses them: the "
+                "handlers' queues are %s",
+                self.node.id, sorted(served), handler_queues,
+            )
 
     async def _finish_jobs(self) -> None:
         """Stop fetching; let running jobs end within grace; stop and hand back the rest."""

@@ -11,7 +11,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["STORES", "StoreKind", "by_class_name", "by_name", "for_dsn", "sql_stores"]
+__all__ = [
+    "SQLITE_SUFFIXES", "STORES", "StoreKind", "by_class_name", "by_name", "for_dsn", "sql_stores",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +73,14 @@ def sql_stores() -> list[StoreKind]:
     return [kind for kind in STORES if kind.dialect is not None]
 
 
+#: A DSN without a scheme is taken as a SQLite file only when it clearly names one.
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
 def for_dsn(dsn: str) -> StoreKind | None:
-    """The store for ``dsn`` by its URL scheme (a bare path: SQLite)."""
+    """The store for ``dsn`` by its URL scheme. A DSN without one is a SQLite file only when
+    it ends in ``.db``, ``.sqlite`` or ``.sqlite3`` (``newcomer`` is a mistake, not a file)."""
     scheme, sep, _ = dsn.partition("://")
     if not sep:
-        return by_name("sqlite")
+        return by_name("sqlite") if dsn.lower().endswith(SQLITE_SUFFIXES) else None
     return next((kind for kind in STORES if scheme.lower() in kind.schemes), None)

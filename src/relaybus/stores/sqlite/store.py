@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from ..._clock import Clock, SystemClock
+from ..._errors import ConfigurationError
 from ..._validate import check_identifier, seconds
 from .._sql.store import SQLStore
 from .dialect import SQLiteDialect
@@ -46,8 +47,17 @@ class SQLiteStore(SQLStore):
 
     @classmethod
     def from_dsn(cls, dsn: str, *, prefix: str, schema: str | None = None) -> SQLiteStore:
-        """``sqlite:///relative/path``, ``sqlite:////absolute/path`` or a bare file path
-        (``schema`` is ignored: SQLite has none)."""
+        """``sqlite:///relative/path``, ``sqlite:////absolute/path`` or a bare file path ending
+        in ``.db``, ``.sqlite`` or ``.sqlite3``. SQLite has no schemas: ``schema`` must be None."""
+        if schema is not None:
+            raise ConfigurationError(
+                f"SQLite has no schemas: drop the schema {schema!r} (--schema) for {dsn!r}"
+            )
+        if "://" not in dsn and not dsn.lower().endswith((".db", ".sqlite", ".sqlite3")):
+            raise ConfigurationError(
+                f"{dsn!r} is not a SQLite DSN: use sqlite:///path, or a file name ending in "
+                ".db, .sqlite or .sqlite3"
+            )
         path = dsn.removeprefix("sqlite://") if dsn.startswith("sqlite://") else dsn
         if dsn.startswith("sqlite://") and path.startswith("/") and not path.startswith("//"):
             path = path[1:]
