@@ -110,7 +110,7 @@ async def test_every_sqlite_query_prepares(tmp_path: Path) -> None:
         for name, query in dialect.queries.items():
             if name in ("begin", "commit", "rollback"):
                 continue  # transaction control: prepared by every call of the store
-            args = dict.fromkeys(query.binds)
+            args = query.positional(dict.fromkeys(query.binds))
             conn.execute("EXPLAIN " + query.sql, args).fetchall()
     finally:
         conn.close()
@@ -180,3 +180,11 @@ def test_fragments_are_shared_text_not_queries() -> None:
     assert parse_queries(text) == {"one": "SELECT x = :x", "two": "SELECT 1 WHERE x = :x"}
     with pytest.raises(ValueError, match="unknown fragment"):
         parse_queries("-- name: q\nSELECT /*fragment:nope*/")
+
+
+def test_insert_job_binds_are_the_order_plain_rows_are_built_in() -> None:
+    """SQLite uses the core's row-by-row insert (inserts.py), which builds plain rows as tuples
+    in INSERT_JOB_BINDS order (PostgreSQL and MySQL have insert algorithms of their own)."""
+    from relaybus.stores._sql.inserts import INSERT_JOB_BINDS
+
+    assert _dialect("sqlite").queries["insert_job"].binds == INSERT_JOB_BINDS

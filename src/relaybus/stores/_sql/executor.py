@@ -30,7 +30,12 @@ class Tx(Protocol):
         """Run a statement; return how many rows it changed."""
         ...
 
-    async def executemany(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None: ...
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Run a statement once per row: a mapping of binds, or a tuple of them in the query's
+        bind order (``Query.binds``; the hot insert path builds tuples, see ``inserts.py``)."""
+        ...
 
     async def script(self, sql: str) -> None:
         """Run a migration script (several statements, no binds)."""

@@ -33,14 +33,16 @@ _NAME_LINE = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.M
 _FRAGMENT = re.compile(r"/\*fragment:([a-z_][a-z0-9_]*)\*/")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-#: ``named``: ``:name`` kept (sqlite3); ``numeric``: ``$1`` (asyncpg); ``pyformat``:
-#: ``%(name)s`` (PyMySQL-style drivers).
-Paramstyle = Literal["named", "numeric", "pyformat"]
+#: ``named``: ``:name`` kept; ``qmark``: ``?`` per occurrence (sqlite3: bound from a tuple,
+#: cheaper than by name); ``numeric``: ``$1`` (asyncpg); ``pyformat``: ``%(name)s``
+#: (PyMySQL-style drivers).
+Paramstyle = Literal["named", "qmark", "numeric", "pyformat"]
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """One compiled query: its SQL in the driver's style and its binds in placeholder order."""
+    """One compiled query: its SQL in the driver's style and its binds in placeholder order
+    (for ``qmark``, one entry per placeholder: a name used twice appears twice)."""
 
     name: str
     sql: str
@@ -106,6 +108,9 @@ def compile_query(name: str, sql: str, style: Paramstyle) -> Query:
                     out.append(":" + bind)
                     if bind not in binds:
                         binds.append(bind)
+                elif style == "qmark":
+                    out.append("?")
+                    binds.append(bind)
                 elif style == "numeric":
                     if bind not in binds:
                         binds.append(bind)

@@ -300,9 +300,13 @@ class MyTx:
         cur = await self._run(name, args)
         return int(cur.lastrowid)
 
-    async def executemany(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        binds = self._q[name].binds
         for row in rows:
-            await self._run(name, row)
+            args = dict(zip(binds, row, strict=True)) if isinstance(row, tuple) else row
+            await self._run(name, args)
 
     async def script(self, sql: str) -> None:
         for statement in _statements(sql):

@@ -68,10 +68,13 @@ class _PgTx:
         q = self._q[name]
         return _rowcount(await self._target.execute(q.sql, *q.positional(args)))
 
-    async def executemany(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
         q = self._q[name]
         for row in rows:
-            await self._target.execute(q.sql, *q.positional(row))
+            args = row if isinstance(row, tuple) else q.positional(row)
+            await self._target.execute(q.sql, *args)
 
     async def script(self, sql: str) -> None:
         await self._target.execute(sql)

@@ -39,7 +39,7 @@ class SQLiteDialect(Dialect):
     )  # fmt: skip
 
     def __init__(self, *, prefix: str) -> None:
-        super().__init__(prefix=prefix, schema=None, paramstyle="named")
+        super().__init__(prefix=prefix, schema=None, paramstyle="qmark")
 
     @property
     def title(self) -> str:

@@ -43,16 +43,24 @@ class _SQLiteTx:
         self._q = queries
 
     async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
-        return self._conn.execute(self._q[name].sql, args).fetchall()
+        q = self._q[name]
+        return self._conn.execute(q.sql, q.positional(args)).fetchall()
 
     async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
-        return self._conn.execute(self._q[name].sql, args).fetchone()
+        q = self._q[name]
+        return self._conn.execute(q.sql, q.positional(args)).fetchone()
 
     async def execute(self, name: str, args: Mapping[str, Any]) -> int:
-        return self._conn.execute(self._q[name].sql, args).rowcount
+        q = self._q[name]
+        return self._conn.execute(q.sql, q.positional(args)).rowcount
 
-    async def executemany(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        self._conn.executemany(self._q[name].sql, rows)
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        q = self._q[name]
+        if rows and not isinstance(rows[0], tuple):
+            rows = [q.positional(row) for row in rows]  # type: ignore[arg-type]
+        self._conn.executemany(q.sql, rows)
 
     async def script(self, sql: str) -> None:
         for statement in split_statements(sql):
