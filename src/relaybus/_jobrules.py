@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from ._driver import Completion, CompletionKind
 from ._types import JobError, JobState
@@ -38,10 +39,11 @@ __all__ = [
 S = JobState
 
 
-@dataclass(frozen=True, slots=True)
-class RunEnd:
+class RunEnd(msgspec.Struct, frozen=True, gc=False):
     """How one run ends, decided. ``delay``: seconds after the store's now for the new
-    ``scheduled_at`` (None keeps it). ``rescued``: 1 when this end counts a rescue."""
+    ``scheduled_at`` (None keeps it). ``rescued``: 1 when this end counts a rescue. A msgspec
+    Struct: one is made per finished job, and a Struct is several times cheaper to make than a
+    frozen dataclass."""
 
     id: int
     attempt: int

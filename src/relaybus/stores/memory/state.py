@@ -106,27 +106,33 @@ class MemoryState:
             raise StoreClosed("MemoryStore is not open: use `async with bus:`")
 
     # -- state bookkeeping
+    def _move_key(self, row: Row, key: bytes, state: JobState, fresh: bool) -> int | None:
+        """The unique-holder side of :meth:`_move`: another holder's id if the move would make
+        a second holder (then nothing changes)."""
+        held = not fresh and row.holds_key()
+        will_hold = holds_key(True, row.unique_states, state)
+        if will_hold and not held:
+            holder = self._holders.get(key)
+            if holder is not None and holder != row.id:
+                if state not in TERMINAL_STATES:
+                    return holder
+                row.unique_states = finish_keep_mask(row.unique_states, state, other_holder=True)
+            else:
+                self._holders[key] = row.id
+        elif held and not will_hold and self._holders.get(key) == row.id:
+            del self._holders[key]
+        return None
+
     def _move(self, row: Row, state: JobState, now: datetime, fresh: bool = False) -> int | None:
         """Move ``row`` to ``state``, keeping the unique holders and indexes right.
 
         Returns the id of another job holding ``row``'s key if the move would make a second
         holder; then nothing changes. ``fresh``: the row is new and holds nothing yet.
         """
-        held = not fresh and row.holds_key()
-        will_hold = holds_key(row.unique_key is not None, row.unique_states, state)
-        if will_hold and not held:
-            assert row.unique_key is not None
-            holder = self._holders.get(row.unique_key)
-            if holder is not None and holder != row.id:
-                if state not in TERMINAL_STATES:
-                    return holder
-                row.unique_states = finish_keep_mask(row.unique_states, state, other_holder=True)
-            else:
-                self._holders[row.unique_key] = row.id
-        elif held and not will_hold:
-            assert row.unique_key is not None
-            if self._holders.get(row.unique_key) == row.id:
-                del self._holders[row.unique_key]
+        if row.unique_key is not None:  # most jobs have no key: nothing to keep right
+            holder = self._move_key(row, row.unique_key, state, fresh)
+            if holder is not None:
+                return holder
         if row.state is _RUNNING:
             self._running.discard(row.id)
         row.state = state
