@@ -140,7 +140,8 @@ def test_sqlite_says_what_migrate_applies(tmp_path: Path) -> None:
     first = run_cli("migrate", "--dsn", f"sqlite:///{tmp_path}/j.db")
     assert first.returncode == 0, first.stderr
     assert "applying migration 0001_initial" in first.stderr
-    assert "1 migration applied" in first.stdout
+    assert "applying migration 0002_queue_pauses" in first.stderr
+    assert "2 migrations applied" in first.stdout
     again = run_cli("migrate", "--dsn", f"sqlite:///{tmp_path}/j.db")
     assert "nothing to apply" in again.stdout
 
@@ -213,3 +214,61 @@ def test_jobs_commands_on_an_app(tmp_path: Path) -> None:
     assert json.loads(stats.stdout)["work"]["completed"] == 1
     table = run_cli("stats", RELAYBUS_DSN=env["CLIAPP_DSN"])
     assert "work" in table.stdout and "cancelled" in table.stdout
+
+
+def _seed_for_admin(path: Path) -> list[int]:
+    """Five jobs on a SQLite file: two failed for good, three waiting on queue "mail"."""
+    import asyncio
+
+    import relaybus as rb
+    from tests.procs.cliapp import Task
+
+    bus: rb.Bus[object] = rb.Bus(store=rb.SQLiteStore(path))
+
+    @bus.job(Task, name="cliapp.admin", max_attempts=1)
+    async def fail(event: Task, ctx: rb.Context[object]) -> None:
+        raise RuntimeError(f"task {event.n} failed")
+
+    async def main() -> list[int]:
+        async with bus:
+            ids = [r.jobs[0].id for r in await bus.dispatch_many([Task(1), Task(2)])]
+            await rb.testing.drain(bus)
+            waiting = await bus.dispatch_many([Task(n) for n in (3, 4, 5)], queue="mail")
+            return ids + [r.jobs[0].id for r in waiting]
+
+    return asyncio.run(main())
+
+
+def test_admin_commands_delete_bulk_page_nodes_and_queues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "admin.db"
+    ids = _seed_for_admin(path)
+    dsn = ["--dsn", f"sqlite:///{path}"]
+
+    def run(*args: str) -> str:
+        assert main([*args, *dsn]) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    newest = json.loads(run("jobs", "list", "--order", "newest", "--limit", "2", "--json"))
+    assert [j["id"] for j in newest] == ids[::-1][:2]
+    page = json.loads(run("jobs", "list", "--after", str(ids[2]), "--json"))
+    assert [j["id"] for j in page] == ids[3:]
+    assert [j["id"] for j in json.loads(run("jobs", "list", "--text", '"n":4', "--json"))] == [
+        ids[3]
+    ]
+    assert "2 jobs retried" in run("jobs", "retry", "--state", "discarded")
+    assert "1 job cancelled" in run("jobs", "cancel", "--queue", "mail", "--limit", "1")
+    assert f"job {ids[4]}: deleted" in run("jobs", "delete", str(ids[4]))
+    assert json.loads(run("jobs", "delete", "--state", "cancelled", "--json")) == {"deleted": 1}
+    assert main(["jobs", "retry", *dsn]) == 2  # neither ids nor filters
+    assert "takes job ids, or filters" in capsys.readouterr().err
+
+    assert "queue 'mail' paused" in run("queues", "pause", "mail")
+    assert "mail (paused)" in run("stats")
+    listed = json.loads(run("queues", "list", "--json"))
+    assert {q["name"]: q["paused"] for q in listed} == {"default": False, "mail": True}
+    assert "resumed" in run("queues", "resume", "mail")
+    assert "(paused)" not in run("stats")
+    assert "no live nodes" in run("nodes")
+    assert json.loads(run("nodes", "--json")) == []
