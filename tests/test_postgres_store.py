@@ -345,9 +345,10 @@ async def test_fetch_uses_the_partial_index_with_a_backlog(pg: PostgresStore, ad
     # long-lived connection runs).
     ids = [c.id for c in claimed[:10]]
     ends = {
-        "now": None, "ids": ids, "attempts": [1] * 10, "states": ["completed"] * 10,
-        "refunds": [0] * 10, "rescued": [0] * 10, "delays": [None] * 10,
-        "finalize": [True] * 10, "errors": [None] * 10, "channel": "c", "running": "running",
+        "now": None, "ids": ids, "attempts": [1] * 10, "states": None, "state": "completed",
+        "refunds": None, "refund": 0, "rescued_list": None, "rescued": 0, "delays": None,
+        "delay": None, "finalize_list": None, "finalize": True, "errors": None, "error": None,
+        "channel": "c", "running": "running",
     }  # fmt: skip
     one = {
         "now": None, "handler": "h", "event": "e", "queue": "q", "priority": 2,

@@ -81,22 +81,34 @@ def errors_of(data: bytes | str | None) -> tuple[JobError, ...]:
 
 
 def to_claimed(row: Any, codec: RowCodec) -> Claimed:
-    problems = _Problems()
+    handler, event, queue, meta_text = row[1], row[2], row[3], row[8]
+    meta: dict[str, Any] = {}
+    problem = None
+    if type(handler) is not str or type(event) is not str or type(queue) is not str:
+        problems = _Problems()  # text read as bytes (SQLite): it must be UTF-8
+        handler = problems.text("handler", handler)
+        event = problems.text("event", event)
+        queue = problems.text("queue", queue)
+        problem = problems.summary()
+    if meta_text and meta_text != "{}" and meta_text != b"{}":
+        meta, meta_problem = meta_object(meta_text)
+        if meta_problem is not None:
+            problem = meta_problem if problem is None else f"{problem}; {meta_problem}"
     return Claimed(
         id=row[0],
-        handler=problems.text("handler", row[1]),
-        event=problems.text("event", row[2]),
-        queue=problems.text("queue", row[3]),
+        handler=handler,
+        event=event,
+        queue=queue,
         priority=row[4],
         attempt=row[5],
         max_attempts=row[6],
         payload=codec.as_bytes(row[7]),
-        meta=problems.meta(row[8]),
+        meta=meta,
         inserted_at=codec.decode_time(row[9]),
         scheduled_at=codec.decode_time(row[10]),
         timeout=row[11],
         rescues=row[12],
-        problem=problems.summary(),
+        problem=problem,
     )
 
 

@@ -98,19 +98,23 @@ class PostgresDialect(Dialect):
         return await insert_jobs(run, self.channel, jobs, now)
 
     def _end_args(self, ends: Sequence[RunEnd], now: Any) -> dict[str, Any]:
-        return {
+        args: dict[str, Any] = {
             "now": now,
             "ids": [e.id for e in ends],
             "attempts": [e.attempt for e in ends],
-            "states": [e.state.value for e in ends],
-            "refunds": [e.refund for e in ends],
-            "rescued": [e.rescued for e in ends],
-            "delays": [e.delay for e in ends],
-            "finalize": [e.finalize for e in ends],
-            "errors": [_error_text(e) for e in ends],
             "channel": self.channel,
             "running": _RUNNING,
         }
+        for plural, single, values in (
+            ("states", "state", [e.state.value for e in ends]),
+            ("refunds", "refund", [e.refund for e in ends]),
+            ("rescued_list", "rescued", [e.rescued for e in ends]),
+            ("delays", "delay", [e.delay for e in ends]),
+            ("finalize_list", "finalize", [e.finalize for e in ends]),
+            ("errors", "error", [_error_text(e) for e in ends]),
+        ):
+            args[plural], args[single] = _column(values)
+        return args
 
     async def end_runs(self, tx: Tx, ends: Sequence[RunEnd], now: Any) -> list[int]:
         row = await tx.fetchrow("end_runs", self._end_args(ends, now))
@@ -131,6 +135,14 @@ class PostgresDialect(Dialect):
         if ends:  # finish the last runs and claim the next: one statement
             return await tx.fetch("end_runs_and_fetch", {**self._end_args(ends, now), **args})
         return await tx.fetch("fetch", args)
+
+
+def _column(values: list[Any]) -> tuple[list[Any] | None, Any]:
+    """``(values, None)``, or ``(None, value)`` when every run has the same value."""
+    first = values[0]
+    if values.count(first) == len(values):
+        return None, first
+    return values, None
 
 
 def _error_text(end: RunEnd) -> str | None:

@@ -352,19 +352,25 @@ RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attemp
     j.payload, j.meta::text, j.inserted_at, j.scheduled_at, j.timeout, j.rescues;
 
 -- fragment: end_runs_update
--- The UPDATE of end_runs and end_runs_and_fetch (a CTE of both).
+-- The UPDATE of end_runs and end_runs_and_fetch (a CTE of both). Binds: ids and attempts (one
+-- element per run), then each decided column twice: as an array (states, refunds,
+-- rescued_list, delays, finalize_list, errors) or, when every run has the same value, NULL
+-- and that value alone (state, refund, rescued, delay, finalize, error): a batch of
+-- completions sends two arrays, not eight (asyncpg encodes arrays element by element).
     UPDATE /*schema*/./*prefix*/jobs j SET
-        state = c.state,
-        attempt = j.attempt - c.refund,
-        rescues = j.rescues + c.rescued,
-        scheduled_at = CASE WHEN c.delay IS NULL THEN j.scheduled_at
-            ELSE coalesce(:now::timestamptz, now()) + make_interval(secs => c.delay) END,
-        finalized_at = CASE WHEN c.finalize THEN coalesce(:now::timestamptz, now()) END,
-        errors = CASE WHEN c.error IS NULL THEN j.errors
-            ELSE j.errors || jsonb_build_array(c.error::jsonb) END
+        state = coalesce(c.state, :state::text),
+        attempt = j.attempt - coalesce(c.refund, :refund::integer),
+        rescues = j.rescues + coalesce(c.rescued, :rescued::integer),
+        scheduled_at = CASE WHEN coalesce(c.delay, :delay::float8) IS NULL THEN j.scheduled_at
+            ELSE coalesce(:now::timestamptz, now())
+                + make_interval(secs => coalesce(c.delay, :delay::float8)) END,
+        finalized_at = CASE WHEN coalesce(c.finalize, :finalize::boolean)
+            THEN coalesce(:now::timestamptz, now()) END,
+        errors = CASE WHEN coalesce(c.error, :error::text) IS NULL THEN j.errors
+            ELSE j.errors || jsonb_build_array(coalesce(c.error, :error::text)::jsonb) END
     FROM unnest(
         :ids::bigint[], :attempts::integer[], :states::text[], :refunds::integer[],
-        :rescued::integer[], :delays::float8[], :finalize::boolean[], :errors::text[]
+        :rescued_list::integer[], :delays::float8[], :finalize_list::boolean[], :errors::text[]
     ) AS c(id, attempt, state, refund, rescued, delay, finalize, error)
     -- :running is 'running': a bind, not a literal, so that no plan can pick the partial index
     -- of running jobs (full of dead entries between vacuums) over the primary key.
@@ -373,10 +379,9 @@ RETURNING j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attemp
     RETURNING j.id, j.state, j.queue
 
 -- name: end_runs
--- Apply decided run ends by primary key, fenced on (state = running, attempt). Binds: now, and
--- one array element per run: ids, attempts, states, refunds, rescued, delays (NULL: keep
--- scheduled_at), finalize, errors (JSON objects or NULL); channel; running. Returns the ids
--- applied.
+-- Apply decided run ends by primary key, fenced on (state = running, attempt). Binds: now;
+-- the runs (see end_runs_update; a delay of NULL keeps scheduled_at, errors are JSON objects
+-- or NULL); channel; running. Returns the ids applied.
 WITH upd AS (
 /*fragment:end_runs_update*/
 ),
