@@ -85,11 +85,14 @@ def to_claimed(row: Any, codec: RowCodec) -> Claimed:
     meta: dict[str, Any] = {}
     problem = None
     if type(handler) is not str or type(event) is not str or type(queue) is not str:
-        problems = _Problems()  # text read as bytes (SQLite): it must be UTF-8
-        handler = problems.text("handler", handler)
-        event = problems.text("event", event)
-        queue = problems.text("queue", queue)
-        problem = problems.summary()
+        try:  # text read as bytes (SQLite): it must be UTF-8
+            handler, event, queue = handler.decode(), event.decode(), queue.decode()
+        except UnicodeDecodeError:
+            problems = _Problems()
+            handler = problems.text("handler", handler)
+            event = problems.text("event", event)
+            queue = problems.text("queue", queue)
+            problem = problems.summary()
     if meta_text and meta_text != "{}" and meta_text != b"{}":
         meta, meta_problem = meta_object(meta_text)
         if meta_problem is not None:

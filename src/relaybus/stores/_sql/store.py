@@ -129,42 +129,46 @@ class SQLStore(AdminOps, MaintenanceOps):
             return []
         now = self._now_arg()
 
-        async def work(tx: Tx) -> list[Any]:
-            return await self.dialect.fetch(tx, params, ends, now)
+        codec = self.dialect.codec
+
+        async def work(tx: Tx) -> list[Claimed]:
+            # Rows become records inside the work: on SQLite, on its connection thread.
+            rows = await self.dialect.fetch(tx, params, ends, now)
+            claimed = [to_claimed(row, codec) for row in rows]
+            if len(claimed) > 1:
+                claimed.sort(key=_run_order)
+            return claimed
 
         ledger = self._ledger
         if ledger is None:
-            rows = await self._run(work, orphan=self._unclaim)
-        else:
-            rows = await self._fetch_with_ledger(ledger, params, work)
-        codec = self.dialect.codec
-        claimed = [to_claimed(row, codec) for row in rows]
-        if len(claimed) > 1:
-            claimed.sort(key=_run_order)
-        return claimed
+            return await self._run(work, orphan=self._unclaim)
+        return await self._fetch_with_ledger(ledger, params, work)
 
     async def _fetch_with_ledger(
-        self, ledger: ClaimLedger, params: FetchParams, work: Callable[[Tx], Any]
-    ) -> list[Any]:
+        self,
+        ledger: ClaimLedger,
+        params: FetchParams,
+        work: Callable[[Tx], Awaitable[list[Claimed]]],
+    ) -> list[Claimed]:
         node = params.node
         await ledger.settle(node, lambda handed: self._release_orphans(node, handed))
         await ledger.fetching(node)
         failed = True
         try:
-            rows: list[Any] = await self._run(work)
+            claimed = await self._run(work)
             failed = False
         finally:
             ledger.fetched(node, failed)
         ledger.finished(params.complete)
-        ledger.hand(node, ((row[0], row[5]) for row in rows))
-        return rows
+        ledger.hand(node, ((c.id, c.attempt) for c in claimed))
+        return claimed
 
-    def _unclaim(self, rows: list[Any]) -> None:
+    def _unclaim(self, claimed: list[Claimed]) -> None:
         """The fetch was cancelled after it claimed (an executor that can tell): put the jobs
         back, uncharged."""
-        if not rows or not self._open:
+        if not claimed or not self._open:
             return
-        runs = [{"id": row[0], "attempt": row[5]} for row in rows]
+        runs = [{"id": c.id, "attempt": c.attempt} for c in claimed]
 
         async def work(tx: Tx) -> None:
             await tx.executemany("unclaim", runs)
