@@ -21,6 +21,12 @@ import asyncpg  # type: ignore[import-untyped]
 
 __all__ = ["LightPool"]
 
+#: Errors the server reports as it ends the session (SQLSTATE classes 08 and 57).
+_SESSION_ENDING: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+)
+
 
 class LightPool:
     def __init__(
@@ -133,9 +139,16 @@ class LightPool:
         self._idle.append(con)
 
     def release_after(self, con: Any, exc: BaseException) -> None:
-        """Release after ``exc``: keep the connection only if the server reported the error
-        outside a transaction (the connection is then as good as before)."""
-        if isinstance(exc, asyncpg.PostgresError) and not con.is_closed():
+        """Release after ``exc``: keep the connection only if the server reported an error of
+        the statement outside a transaction (the connection is then as good as before). An
+        error that ends the session (an administrator's termination, a server shutting down)
+        is reported by the server too, before the socket closes: such a connection is dropped,
+        or its next user would meet a protocol still busy with the failed statement."""
+        if (
+            isinstance(exc, asyncpg.PostgresError)
+            and not isinstance(exc, _SESSION_ENDING)
+            and not con.is_closed()
+        ):
             self.release(con)
         else:
             self._drop(con)

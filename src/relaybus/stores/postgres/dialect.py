@@ -19,10 +19,13 @@ from .inserts import insert_jobs
 
 __all__ = ["PostgresDialect"]
 
-#: Errors that mean "the database is not reachable (now)".
+#: Errors that mean "the database is not reachable (now)". InternalClientError: asyncpg's
+#: protocol state on a pooled connection the server terminated while it sat idle (seen under
+#: repeated pg_terminate_backend: "cannot switch to state ..."); the pool drops that connection.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
 )
