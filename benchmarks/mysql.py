@@ -69,7 +69,7 @@ async def fresh(kind: str) -> None:
                 await conn.execute("TRUNCATE bench_jobs, bench_nodes, bench_leader")
         else:
             async with store._executor.pool.borrow() as conn, conn.cursor() as cur:
-                for table in ("bench_jobs", "bench_nodes", "bench_leader"):
+                for table in ("bench_jobs", "bench_nodes", "bench_leader", "bench_queue_pauses"):
                     await cur.execute(f"TRUNCATE TABLE {table}")
     finally:
         await store.close()

@@ -15,17 +15,19 @@ from .service import Backoff, Env, Outage, Service
 
 __all__ = ["Producer"]
 
-MIN_POLL = 0.05
+MIN_POLL = 0.005
 #: Retrying a failed fetch: from 100 ms, doubling, up to 5 s.
-FETCH_BACKOFF = Backoff(first=2 * MIN_POLL, cap=5.0)
+FETCH_BACKOFF = Backoff(first=0.1, cap=5.0)
 
 
 class Producer(Service):
     """Fetches as many jobs as it has idle slots whenever woken (an insert in this process, a
     notification, a slot going idle, the stager) or when its poll interval runs out.
 
-    Stores that cannot push notifications are polled adaptively: from 50 ms, doubling while
-    idle up to ``poll_interval``, and back to 50 ms as soon as a fetch finds work.
+    Stores that cannot push notifications are polled adaptively: from 5 ms, doubling while
+    idle up to ``poll_interval`` (about ten empty polls), and back to 5 ms as soon as a fetch
+    finds work, so jobs dispatched by another process start within milliseconds while they
+    flow.
 
     ``run_once()`` is one fetch for the idle slots. ``stop()`` stops fetching, hands back the
     jobs it claimed but never started, and returns; the ``slots`` finish their current job and
