@@ -204,6 +204,9 @@ class Driver(Protocol):
     clock: Clock
     #: True when the store pushes insert notifications across processes (``subscribe``).
     supports_notify: bool
+    #: True when every job comes from this process (MemoryStore): local wake-ups see every
+    #: insert, so workers need not poll fast for other processes' jobs.
+    in_process: bool
 
     async def open(self) -> None: ...
 

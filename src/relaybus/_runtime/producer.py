@@ -59,7 +59,8 @@ class Producer(Service):
         self._executor = executor
         self._completer = completer
         self._max_poll = poll_interval
-        self._adaptive = not store.supports_notify
+        # Poll fast only for jobs other processes insert without notifying.
+        self._adaptive = not store.supports_notify and not store.in_process
         self._poll = MIN_POLL if self._adaptive else poll_interval
         self._on_idle = on_idle
         self._wake = asyncio.Event()  # the fetch loop's

@@ -30,6 +30,8 @@ class SQLBase:
     """The shared state and plumbing of :class:`~.store.SQLStore` (split by operation group)."""
 
     supports_notify: bool
+    #: SQL stores are shared by processes.
+    in_process = False
 
     def __init__(
         self, dialect: Dialect, executor: Executor, *, clock: Clock, db_clock: bool

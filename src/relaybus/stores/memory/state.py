@@ -71,6 +71,7 @@ class MemoryState:
     """The in-process state of a MemoryStore (see ``store.py`` and ``admin.py``)."""
 
     supports_notify = False
+    in_process = True
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or SystemClock()
