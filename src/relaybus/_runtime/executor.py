@@ -133,8 +133,9 @@ class Executor:
             if deadline is not None:
                 deadline.handle.cancel()
 
-    async def execute(self, job: Claimed) -> Completion:
-        """Run ``job`` (no timeout: the caller enforces it by cancelling the task)."""
+
+    def _prepare(self, job: Claimed) -> tuple[JobSpec, Any] | Completion:
+        """The job's handler and decoded event, or the failed attempt when it has neither."""
         spec = self._registry.job_by_name.get(job.handler)
         if spec is None:
             return self._failed(
@@ -151,7 +152,7 @@ class Executor:
                 f"job holds event {job.event!r} but handler {spec.name!r} takes {codec.name!r}",
             )
         try:
-            event = codec.decode(job.payload)
+            return spec, codec.decode(job.payload)
         except Exception as exc:
             return self._failed(
                 job,
@@ -159,10 +160,15 @@ class Executor:
                 "decode_error",
                 f"payload does not decode into {spec.event.__qualname__}: {exc}",
             )
-        return await self._run(job, spec, event)
 
-    async def _run(self, job: Claimed, spec: JobSpec, event: Any) -> Completion:
-        """Run the handler (inside the middleware) and map how it ended to a Completion."""
+    async def execute(self, job: Claimed) -> Completion:
+        """Run ``job`` (no timeout: the caller enforces it by cancelling the task): the handler
+        inside the middleware, and how it ended mapped to a Completion. One coroutine per job
+        (this is the hot path); the lookups are in ``_prepare``."""
+        prepared = self._prepare(job)
+        if isinstance(prepared, Completion):
+            return prepared
+        spec, event = prepared
         ctx = self._contexts(event, spec.name, job.meta, _job_info(job))
         middleware = self._middleware
         logger = self._logger
