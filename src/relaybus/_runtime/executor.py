@@ -59,20 +59,6 @@ def _brief(message: str, limit: int = 300) -> str:
     return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
-def _job_info(job: Claimed) -> JobInfo:
-    return JobInfo(
-        job.id,
-        job.handler,
-        job.attempt,
-        job.max_attempts,
-        job.queue,
-        job.priority,
-        job.meta,
-        job.inserted_at,
-        job.scheduled_at,
-    )
-
-
 def _asked_to_cancel() -> bool:
     """Whether someone cancelled the current task (the runtime: timeout, shutdown, lost), as
     opposed to a handler raising ``CancelledError`` itself or awaiting a cancelled future."""
@@ -169,7 +155,11 @@ class Executor:
         if isinstance(prepared, Completion):
             return prepared
         spec, event = prepared
-        ctx = self._contexts(event, spec.name, job.meta, _job_info(job))
+        info = JobInfo(
+            job.id, job.handler, job.attempt, job.max_attempts, job.queue, job.priority,
+            job.meta, job.inserted_at, job.scheduled_at,
+        )  # fmt: skip
+        ctx = self._contexts(event, spec.name, job.meta, info)
         middleware = self._middleware
         logger = self._logger
         debug = logger.isEnabledFor(logging.DEBUG)  # a cached lookup: cheap per job

@@ -154,7 +154,8 @@ class MemoryStore(MemoryAdmin):
         return claimed
 
     def _claim(self, row: Row, node: str, now: datetime) -> Claimed:
-        meta, problem = meta_object(row.meta)
+        raw = row.meta
+        meta, problem = ({}, None) if raw == b"{}" else meta_object(raw)
         row.state = _RUNNING
         self._running.add(row.id)
         row.attempt += 1
