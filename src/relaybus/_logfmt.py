@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+
+from ._dsn import mask_dsn, mask_text
 
 __all__ = ["JOB_FIELDS", "JSONFormatter", "TextFormatter", "mask_dsn", "mask_text", "setup"]
 
@@ -25,41 +25,6 @@ JOB_FIELDS = ("job_id", "handler", "queue", "attempt")
 _STANDARD = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
 ) | {"message", "asctime", "taskName"}
-
-_PASSWORD_PARAM = re.compile(r"(?i)(password\s*=\s*)('[^']*'|[^&\s]*)")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@\s]*)(@)")
-
-
-def mask_dsn(dsn: str) -> str:
-    """``dsn`` with its password (user info or a ``password=`` parameter) as ``***``."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<invalid DSN>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.partition(":")[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
-    masked = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return _PASSWORD_PARAM.sub(r"\1***", masked)
-
-
-def mask_text(text: str, *dsns: str | None) -> str:
-    """``text`` with every password of ``dsns``, and any password in a URL, as ``***``."""
-    for dsn in dsns:
-        if not dsn:
-            continue
-        try:
-            password = urlsplit(dsn).password
-        except ValueError:
-            password = None
-        if password:
-            text = text.replace(password, "***")
-    text = _URL_PASSWORD.sub(r"\1***\3", text)
-    return _PASSWORD_PARAM.sub(r"\1***", text)
-
 
 class _Masking(logging.Formatter):
     def __init__(self, secrets: tuple[str | None, ...] = (), **kwargs: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import _logfmt
 from .._admin import BULK_LIMIT
+from .._dsn import mask_text
 from .._errors import RelaybusError
 from .._types import JobState
 from .admin import jobs_command, nodes_command, queues_command, stats_command
@@ -205,5 +206,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130 if args.command != "stats" else 0
     except (RelaybusError, ValueError, OSError) as exc:
-        print(f"relaybus: {_logfmt.mask_text(str(exc), *secrets)}", file=sys.stderr)
+        print(f"relaybus: {mask_text(str(exc), *secrets)}", file=sys.stderr)
         return 2

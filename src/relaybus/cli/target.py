@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _logfmt
 from .._bus import Bus
+from .._dsn import mask_dsn
 from .._errors import StoreError
 from ..stores import registry
 from .common import ENV_APP, ENV_DSN, CLIError
@@ -30,7 +30,7 @@ def store_for_dsn(dsn: str, *, prefix: str, schema: str | None) -> Any:
     file name ending in .db/.sqlite/.sqlite3; ``CLIError`` for anything else."""
     kind = registry.for_dsn(dsn)
     if kind is None:
-        shown = _logfmt.mask_dsn(dsn)
+        shown = mask_dsn(dsn)
         if "://" not in dsn:
             raise CLIError(
                 f"{shown!r} is not a DSN (it has no scheme, and is not a file name ending in "
@@ -90,7 +90,7 @@ class Target:
 
     def migrate_command(self) -> str:
         store = self.bus.store
-        where = f"--dsn '{_logfmt.mask_dsn(self.dsn)}'" if self.dsn else "--dsn DSN"
+        where = f"--dsn '{mask_dsn(self.dsn)}'" if self.dsn else "--dsn DSN"
         if self.app and not self.dsn:
             where = f"--app {self.app}"
         parts = ["relaybus migrate", where]

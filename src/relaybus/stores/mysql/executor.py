@@ -23,13 +23,14 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..._dsn import dsn_password, mask_dsn, mask_text
 from ..._errors import ConfigurationError, StoreClosed, StoreError
 from .._sql.executor import Tx
 from .._sql.queries import Query
 
-__all__ = ["MySQLExecutor", "ServerInfo", "mask_dsn", "parse_dsn"]
+__all__ = ["MySQLExecutor", "ServerInfo", "parse_dsn"]
 
 T = TypeVar("T")
 _logger = logging.getLogger("relaybus.mysql")
@@ -49,39 +50,6 @@ CONTENTION_TRIES = 20
 #: Seconds a new connection may take; seconds a statement of the store waits for a row lock.
 CONNECT_TIMEOUT = 10.0
 LOCK_WAIT_TIMEOUT_SECONDS = 10
-
-_PASSWORD_PARAM = re.compile(r"(?i)(password\s*=\s*)('[^']*'|[^&\s]*)")
-
-
-def mask_dsn(dsn: str) -> str:
-    """``dsn`` with its password (user info or ``password=`` parameter) as ``***``."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<invalid DSN>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hosts = netloc.rpartition("@")
-        if ":" in userinfo:
-            userinfo = userinfo.partition(":")[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
-    masked = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return _PASSWORD_PARAM.sub(r"\1***", masked)
-
-
-def _password(dsn: str | None) -> str | None:
-    if not dsn:
-        return None
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return None
-    found = parts.password
-    if not found:
-        values = parse_qs(parts.query).get("password")
-        found = values[-1] if values else None
-    return unquote(found) if found else None
-
 
 def parse_dsn(dsn: str) -> dict[str, Any]:
     """``mysql://user:password@host:port/database?unix_socket=...`` as connect arguments."""
@@ -104,7 +72,7 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
         "host": parts.hostname or "127.0.0.1",
         "port": port or 3306,
         "user": unquote(parts.username) if parts.username else "root",
-        "password": _password(dsn) or "",
+        "password": dsn_password(dsn) or "",
         "db": database,
         "charset": query.get("charset", "utf8mb4"),
     }
@@ -512,11 +480,7 @@ class MySQLExecutor:
             )
 
     def describe(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
-        password = _password(self.dsn)
-        if password:
-            text = text.replace(password, "***")
-        return _PASSWORD_PARAM.sub(r"\1***", text)
+        return mask_text(f"{type(exc).__name__}: {exc}", self.dsn)
 
     async def listen(
         self, channel: str, on_notify: Callable[[str], None]

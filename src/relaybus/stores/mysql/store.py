@@ -16,13 +16,14 @@ session time zone, so nodes with skewed clocks agree. A store given a ``clock`` 
 from __future__ import annotations
 
 from ..._clock import Clock, SystemClock
+from ..._dsn import mask_dsn
 from ..._errors import ConfigurationError, StoreError
 from ..._validate import check_identifier
 from .._sql.executor import Tx
 from .._sql.migrator import migrate as run_migrations
 from .._sql.store import SQLStore
 from .dialect import MySQLDialect
-from .executor import MySQLExecutor, ServerInfo, mask_dsn
+from .executor import MySQLExecutor, ServerInfo
 
 __all__ = ["MySQLStore"]
 

@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from ..._dsn import mask_text
 from ..._errors import StoreClosed, StoreError
 from .._sql.executor import Tx
 from .._sql.queries import Query
-from ._dsn import mask_text
 from ._pool import LightPool
 from .listener import Listener
 

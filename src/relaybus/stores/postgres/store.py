@@ -21,10 +21,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from ..._clock import Clock, SystemClock
+from ..._dsn import mask_dsn
 from ..._errors import ConfigurationError
 from ..._validate import check_identifier
 from .._sql.store import SQLStore
-from ._dsn import mask_dsn
 from .dialect import PostgresDialect
 from .executor import AsyncpgExecutor
 
