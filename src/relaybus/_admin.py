@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._driver import ListParams
@@ -80,14 +81,8 @@ class Jobs:
     ) -> int:
         """``retry`` every job matching the filters, at most ``limit`` (1,000 by default);
         returns how many became due. Jobs another job's unique key blocks are skipped."""
-        done = 0
-        for job in await self._matching(state, queue, handler, limit):
-            try:
-                retried = await self.retry(job.id)
-            except (JobNotFound, UniqueConflict):
-                continue
-            done += retried.state is not job.state
-        return done
+        jobs = await self._matching(state, queue, handler, limit)
+        return await _each(jobs, self.retry, (JobNotFound, UniqueConflict))
 
     async def cancel_many(
         self,
@@ -99,16 +94,9 @@ class Jobs:
     ) -> int:
         """``cancel`` every pending or running job matching the filters, at most ``limit``;
         returns how many were cancelled."""
-        done = 0
-        for job in await self._matching(state, queue, handler, limit):
-            if job.state in TERMINAL_STATES:
-                continue
-            try:
-                await self.cancel(job.id)
-            except JobNotFound:
-                continue
-            done += 1
-        return done
+        jobs = await self._matching(state, queue, handler, limit)
+        pending = [job for job in jobs if job.state not in TERMINAL_STATES]
+        return await _each(pending, self.cancel, (JobNotFound,))
 
     async def delete_many(
         self,
@@ -120,14 +108,8 @@ class Jobs:
     ) -> int:
         """``delete`` every job that is not running matching the filters, at most ``limit``;
         returns how many were deleted."""
-        done = 0
-        for job in await self._matching(state, queue, handler, limit):
-            try:
-                await self.delete(job.id)
-            except (JobNotFound, JobRunning):
-                continue
-            done += 1
-        return done
+        jobs = await self._matching(state, queue, handler, limit)
+        return await _each(jobs, self.delete, (JobNotFound, JobRunning), deleting=True)
 
     async def _matching(
         self, state: JobState | str | None, queue: str | None, handler: str | None, limit: int
@@ -158,6 +140,25 @@ class Queues:
         paused = set(await self._bus.store.paused())
         names = sorted(set(counts) | paused)
         return [QueueInfo(name, name in paused, dict(counts.get(name, {}))) for name in names]
+
+
+async def _each(
+    jobs: builtins.list[Job],
+    action: Callable[[int], Awaitable[Job]],
+    skipped: tuple[type[Exception], ...],
+    *,
+    deleting: bool = False,
+) -> int:
+    """Apply ``action`` to each job; how many it changed (a job that went away meanwhile, or
+    that ``action`` refuses with one of ``skipped``, does not count)."""
+    done = 0
+    for job in jobs:
+        try:
+            after = await action(job.id)
+        except skipped:
+            continue
+        done += deleting or after.state is not job.state
+    return done
 
 
 def _list_params(
