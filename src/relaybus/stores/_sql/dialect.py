@@ -86,6 +86,9 @@ class Dialect:
     #: Whether the database may drop a connection after committing a claim (a server database):
     #: then the core keeps a ledger of handed-out claims to give back orphans.
     answers_can_be_lost: ClassVar[bool] = False
+    #: Whether migrations run on a connection of their own even when the store is open (a
+    #: migration lock bound to the session, released only when that connection closes).
+    migrate_detached: ClassVar[bool] = False
     #: The notification channel (``:channel`` in the queries), where the database has one.
     channel: str | None = None
     #: Queries only this dialect's algorithms and executor run (the rest: :data:`CORE_QUERIES`).

@@ -74,7 +74,7 @@ class SQLStore(AdminOps, MaintenanceOps):
             return await migrate(tx, self.dialect, self._now_arg(), self._logger)
 
         try:
-            if self._open:
+            if self._open and not self.dialect.migrate_detached:
                 await self.executor.run(work, transaction=True)
             else:
                 await self.executor.run_detached(work)

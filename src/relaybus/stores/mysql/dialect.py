@@ -49,6 +49,8 @@ class MySQLDialect(Dialect):
     name: ClassVar[str] = "mysql"
     package: ClassVar[str] = "relaybus.stores.mysql"
     write_in_transaction: ClassVar[bool] = True
+    #: The migration lock is a session's named lock (GET_LOCK): migrate on a connection of its own.
+    migrate_detached: ClassVar[bool] = True
     answers_can_be_lost: ClassVar[bool] = True
     own_queries: ClassVar[frozenset[str]] = frozenset(
         {

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 from ..._clock import Clock, SystemClock
 from ..._dsn import mask_dsn
-from ..._errors import ConfigurationError, StoreError
+from ..._errors import ConfigurationError
 from ..._validate import check_identifier
-from .._sql.executor import Tx
-from .._sql.migrator import migrate as run_migrations
 from .._sql.store import SQLStore
 from .dialect import MySQLDialect
 from .executor import MySQLExecutor, ServerInfo
@@ -95,21 +93,3 @@ class MySQLStore(SQLStore):
     async def open(self) -> None:
         await super().open()
         self._mysql_dialect.server = self._executor.server
-
-    async def migrate(self) -> None:
-        """Apply missing migrations (on a connection of its own: the migration lock is a
-        session's named lock, released when that connection closes)."""
-
-        async def work(tx: Tx) -> list[int]:
-            return await run_migrations(tx, self.dialect, self._now_arg(), self._logger)
-
-        try:
-            await self.executor.run_detached(work)
-        except StoreError:
-            raise
-        except Exception as exc:
-            if self.kind_of(exc) is None:
-                raise
-            raise StoreError(
-                f"migrating {self._where()} failed: {self.executor.describe(exc)}"
-            ) from None
