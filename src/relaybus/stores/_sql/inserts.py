@@ -20,7 +20,7 @@ from ..._types import JobState
 from .dialect import Dialect
 from .executor import Tx
 
-__all__ = ["INSERT_JOB_BINDS", "insert_rows"]
+__all__ = ["INSERT_JOB_BINDS", "insert_rows", "resolve_conflict"]
 
 
 def _due(job: NewJob, now: datetime) -> datetime:
@@ -89,19 +89,34 @@ async def _insert_unique(
         return Inserted(inserted[0], "inserted")
     # The unique index refused it: another job holds the key.
     holder_id, holder_state = await _one(tx, "find_holder", {"unique_key": key})
-    held = JobState(holder_state)
+    return await resolve_conflict(
+        tx, job, holder_id, JobState(holder_state), due_later,
+        {"payload": row["payload"], "meta": row["meta"], "scheduled_at": row["scheduled_at"]},
+    )  # fmt: skip
+
+
+async def resolve_conflict(
+    tx: Tx,
+    job: NewJob,
+    holder_id: int,
+    held: JobState,
+    due_later: bool,
+    values: dict[str, Any],
+) -> Inserted:
+    """An insert met ``holder_id`` (in state ``held``) holding its key: report the duplicate,
+    or replace the fields the holder's state lists (``_jobrules``) with ``values`` (the new
+    job's bound payload, meta and scheduled_at; a dialect may add binds of its own)."""
     fields = replace_fields(job.replace, held)
     if not fields:
         return Inserted(holder_id, "duplicate")
     await tx.execute(
         "replace_job",
         {
+            **values,
             "id": holder_id,
             "state": replaced_state(held, fields, due_later).value,
             "set_payload": "payload" in fields,
-            "payload": row["payload"],
             "set_meta": "meta" in fields,
-            "meta": row["meta"],
             "set_priority": "priority" in fields,
             "priority": job.priority,
             "set_queue": "queue" in fields,
@@ -109,7 +124,6 @@ async def _insert_unique(
             "set_max_attempts": "max_attempts" in fields,
             "max_attempts": job.max_attempts,
             "set_scheduled_at": "scheduled_at" in fields,
-            "scheduled_at": row["scheduled_at"],
         },
     )
     return Inserted(holder_id, "replaced")

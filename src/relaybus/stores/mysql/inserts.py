@@ -24,11 +24,12 @@ import msgspec
 
 from ..._driver import Inserted, NewJob
 from ..._errors import StoreError
-from ..._jobrules import due_state, replace_fields, replaced_state
+from ..._jobrules import due_state
 from ..._options import bucket_key
 from ..._types import JobState
 from .._sql.base import RERUNS
 from .._sql.executor import Tx
+from .._sql.inserts import resolve_conflict
 
 if TYPE_CHECKING:
     from .dialect import MySQLDialect
@@ -187,29 +188,8 @@ async def _insert_unique(
         holder = await tx.fetchrow("find_holder", {"unique_key": key})
         if holder is None:
             continue  # the holder left its blocking states meanwhile: insert again
-        holder_id, holder_state = int(holder[0]), JobState(holder[1])
-        fields = replace_fields(job.replace, holder_state)
-        if not fields:
-            return Inserted(holder_id, "duplicate")
-        await tx.execute(
-            "replace_job",
-            {
-                "id": holder_id,
-                "state": replaced_state(holder_state, fields, due_later).value,
-                "set_payload": "payload" in fields,
-                "payload": payload,
-                "set_meta": "meta" in fields,
-                "meta": meta,
-                "set_priority": "priority" in fields,
-                "priority": job.priority,
-                "set_queue": "queue" in fields,
-                "queue": job.queue,
-                "set_max_attempts": "max_attempts" in fields,
-                "max_attempts": job.max_attempts,
-                "set_scheduled_at": "scheduled_at" in fields,
-                "scheduled_at": sched,
-                "now": now_arg,
-            },
+        values = {"payload": payload, "meta": meta, "scheduled_at": sched, "now": now_arg}
+        return await resolve_conflict(
+            tx, job, int(holder[0]), JobState(holder[1]), due_later, values
         )
-        return Inserted(holder_id, "replaced")
     raise StoreError(f"inserting a unique {job.handler} job kept meeting concurrent holders")
