@@ -10,16 +10,11 @@ from typing import Any
 
 from .._errors import StoreError
 from ..stores import registry
-from ..stores._sql.queries import load_migrations, render
+from ..stores._sql.queries import load_migrations, load_queries, render
 from .common import CLIError
 from .target import target_of
 
 __all__ = ["dialects", "full_schema", "migrate_command", "sql_command"]
-
-#: The schema statement ``relaybus sql`` puts first for a named PostgreSQL schema (the
-#: package's migrations expect the schema to exist; ``migrate`` creates it itself).
-_CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS /*schema*/;\n"
-
 
 def dialects() -> list[str]:
     """The SQL dialects this version ships (from the store registry)."""
@@ -34,10 +29,14 @@ def full_schema(dialect: str, *, prefix: str = "relaybus_", schema: str = "publi
     kind = registry.by_name(dialect)
     if kind is None or kind.dialect is None:
         raise CLIError(f"unknown dialect {dialect!r}: use one of {dialects()}")
-    migrations = load_migrations(_unexecuted(kind.package))
+    package = _unexecuted(kind.package)
+    migrations = load_migrations(package)
     parts = [f"-- relaybus schema for {dialect}: migrations 1-{len(migrations)}\n"]
     if kind.has_schema and schema != "public":
-        parts.append("\n" + render(_CREATE_SCHEMA, prefix=prefix, schema=schema))
+        # The migrations expect their schema to exist (``migrate`` creates it itself): the
+        # dialect's own create_schema statement comes first.
+        create = load_queries(package)["create_schema"]
+        parts.append("\n" + render(create, prefix=prefix, schema=schema) + "\n")
     for version, name, sql in migrations:
         rendered = render(sql, prefix=prefix, schema=schema if kind.has_schema else None)
         parts.append(f"\n-- migration {version:04d}_{name}\n{rendered.strip()}\n")

@@ -14,7 +14,8 @@ SELECT pg_advisory_xact_lock(hashtextextended(:key::text, 0));
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = :schema::text);
 
 -- name: create_schema
-CREATE SCHEMA /*schema*/;
+-- Also the first statement of `relaybus sql` for a schema other than public.
+CREATE SCHEMA IF NOT EXISTS /*schema*/;
 
 -- name: create_migrations_table
 -- The same table migration 0001 creates (it runs first on a new schema, under the lock).
