@@ -58,11 +58,9 @@ SCHEMAS = SchemaPool()  # test-session state only; dropped by tests/conftest.py 
 
 
 @asynccontextmanager
-async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
-    """A PostgresStore in an empty schema of its own, migrated."""
+async def postgres_schema() -> AsyncIterator[str]:
+    """An empty schema of its own (reused: truncated after a clean test, else dropped)."""
     import asyncpg
-
-    from relaybus.stores.postgres import PostgresStore
 
     try:
         admin = await asyncpg.connect(PG_DSN, timeout=5)
@@ -73,13 +71,11 @@ async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
     if schema is None:
         schema = f"t_{uuid.uuid4().hex[:16]}"
         SCHEMAS.made.append(schema)
-    store = PostgresStore(PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=1)
     clean = False
     try:
-        yield store
+        yield schema
         clean = True
     finally:
-        await store.close()  # idempotent: in case a test left it open
         try:
             if clean:
                 await admin.execute(
@@ -92,6 +88,19 @@ async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
                 SCHEMAS.made.remove(schema)
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
+    """A PostgresStore in an empty schema of its own, migrated."""
+    from relaybus.stores.postgres import PostgresStore
+
+    async with postgres_schema() as schema:
+        store = PostgresStore(PG_DSN, schema=schema, clock=clock, auto_migrate=True, min_size=1)
+        try:
+            yield store
+        finally:
+            await store.close()  # idempotent: in case a test left it open
 
 
 MYSQL_DATABASES = SchemaPool()  # migrated MariaDB/MySQL databases, reused across tests
@@ -124,23 +133,19 @@ async def mysql_sql(conn: Any, sql: str, args: Any = None) -> list[Any]:
 
 
 @asynccontextmanager
-async def mysql_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
-    """A MySQLStore in an empty database of its own, migrated."""
-    from relaybus.stores.mysql import MySQLStore
-
+async def mysql_database() -> AsyncIterator[str]:
+    """An empty database of its own (reused: truncated after a clean test, else dropped)."""
     admin = await mysql_admin()
     database = MYSQL_DATABASES.free.pop() if MYSQL_DATABASES.free else None
     if database is None:
         database = f"t_{uuid.uuid4().hex[:16]}"
         MYSQL_DATABASES.made.append(database)
         await mysql_sql(admin, f"CREATE DATABASE `{database}`")
-    store = MySQLStore(mysql_dsn_for(database), clock=clock, auto_migrate=True, min_size=1)
     clean = False
     try:
-        yield store
+        yield database
         clean = True
     finally:
-        await store.close()  # idempotent: in case a test left it open
         try:
             if clean:
                 for table in ("jobs", "nodes", "leader"):
@@ -151,6 +156,74 @@ async def mysql_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
                 MYSQL_DATABASES.made.remove(database)
         finally:
             admin.close()
+
+
+@asynccontextmanager
+async def mysql_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
+    """A MySQLStore in an empty database of its own, migrated."""
+    from relaybus.stores.mysql import MySQLStore
+
+    async with mysql_database() as database:
+        store = MySQLStore(mysql_dsn_for(database), clock=clock, auto_migrate=True, min_size=1)
+        try:
+            yield store
+        finally:
+            await store.close()  # idempotent: in case a test left it open
+
+
+#: SQLAlchemy engine variants: name -> (database, driver).
+SQLALCHEMY_VARIANTS = {
+    "sqlalchemy-asyncpg": ("postgres", "postgresql+asyncpg"),
+    "sqlalchemy-psycopg": ("postgres", "postgresql+psycopg"),
+    "sqlalchemy-asyncmy": ("mysql", "mysql+asyncmy"),
+    "sqlalchemy-aiomysql": ("mysql", "mysql+aiomysql"),
+    "sqlalchemy-aiosqlite": ("sqlite", "sqlite+aiosqlite"),
+}
+
+
+def sqlalchemy_url(driver: str, where: str) -> str:
+    """The SQLAlchemy URL of ``driver`` for a PostgreSQL DSN, a MySQL database or a SQLite
+    file."""
+    if driver.startswith("postgresql"):
+        return driver + "://" + PG_DSN.split("://", 1)[1]
+    if driver.startswith("mysql"):
+        return driver + "://" + mysql_dsn_for(where).split("://", 1)[1]
+    return f"{driver}:///{where}"
+
+
+@asynccontextmanager
+async def sqlalchemy_target(variant: str, tmp_path: Path) -> AsyncIterator[tuple[str, str | None]]:
+    """(engine URL, PostgreSQL schema) of an empty database for ``variant``."""
+    database, driver = SQLALCHEMY_VARIANTS[variant]
+    if database == "postgres":
+        async with postgres_schema() as schema:
+            yield sqlalchemy_url(driver, ""), schema
+    elif database == "mysql":
+        async with mysql_database() as name:
+            yield sqlalchemy_url(driver, name), None
+    else:
+        yield sqlalchemy_url(driver, str(tmp_path / "jobs.db")), None
+
+
+def sqlalchemy_factory(
+    variant: str,
+) -> Callable[[Clock, Path], AbstractAsyncContextManager[Any]]:
+    @asynccontextmanager
+    async def factory(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        from relaybus.stores.sqlalchemy import SQLAlchemyStore
+
+        async with sqlalchemy_target(variant, tmp_path) as (url, schema):
+            engine = create_async_engine(url)
+            store = SQLAlchemyStore(engine, schema=schema, clock=clock, auto_migrate=True)
+            try:
+                yield store
+            finally:
+                await store.close()  # idempotent: in case a test left it open
+                await engine.dispose()
+
+    return factory
 
 
 async def drop_test_schemas() -> None:
@@ -186,4 +259,5 @@ STORE_FACTORIES: dict[str, Callable[[Clock, Path], AbstractAsyncContextManager[A
     "mysql": mysql_store,
     "postgres": postgres_store,
     "sqlite": sqlite_store,
+    **{variant: sqlalchemy_factory(variant) for variant in SQLALCHEMY_VARIANTS},
 }

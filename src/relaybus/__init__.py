@@ -49,6 +49,7 @@ from .stores.memory import MemoryStore
 if TYPE_CHECKING:
     from .stores.mysql import MySQLStore
     from .stores.postgres import PostgresStore
+    from .stores.sqlalchemy import SQLAlchemyStore
     from .stores.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
@@ -92,6 +93,7 @@ __all__ = [
     "RelaybusError",
     "Replace",
     "Retention",
+    "SQLAlchemyStore",
     "SQLiteStore",
     "Snooze",
     "StoreClosed",

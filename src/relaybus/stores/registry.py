@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "SQLITE_SUFFIXES", "STORES", "StoreKind", "by_class_name", "by_name", "for_dsn", "sql_stores",
+    "SQLITE_SUFFIXES", "STORES", "StoreKind", "by_class_name", "by_name", "for_dsn",
+    "for_sqlalchemy", "sql_stores",
 ]
 
 
@@ -32,6 +33,9 @@ class StoreKind:
     dialect: str | None = None
     #: Whether its tables live in a named schema (PostgreSQL's ``schema=``).
     has_schema: bool = False
+    #: SQLAlchemy's names for the database (``engine.dialect.name``): SQLAlchemyStore runs this
+    #: dialect's queries on such engines.
+    sqlalchemy_names: tuple[str, ...] = ()
 
     def load(self) -> type[Any]:
         """The store class (imports its client library)."""
@@ -48,15 +52,23 @@ STORES: tuple[StoreKind, ...] = (
     StoreKind("memory", "MemoryStore", "relaybus.stores.memory"),
     StoreKind(
         "sqlite", "SQLiteStore", "relaybus.stores.sqlite", ("sqlite",), "sqlite",
-        "relaybus.stores.sqlite.dialect:SQLiteDialect",
+        "relaybus.stores.sqlite.dialect:SQLiteDialect", sqlalchemy_names=("sqlite",),
     ),
     StoreKind(
         "postgres", "PostgresStore", "relaybus.stores.postgres", ("postgres", "postgresql"),
         "postgres", "relaybus.stores.postgres.dialect:PostgresDialect", has_schema=True,
+        sqlalchemy_names=("postgresql",),
     ),
     StoreKind(
         "mysql", "MySQLStore", "relaybus.stores.mysql", ("mysql", "mariadb"), "mysql",
-        "relaybus.stores.mysql.dialect:MySQLDialect",
+        "relaybus.stores.mysql.dialect:MySQLDialect", sqlalchemy_names=("mysql", "mariadb"),
+    ),
+    # Not a database: an executor over the dialects above (their ``sqlalchemy_names``).
+    StoreKind(
+        "sqlalchemy", "SQLAlchemyStore", "relaybus.stores.sqlalchemy",
+        ("postgresql+asyncpg", "postgresql+psycopg", "mysql+asyncmy", "mysql+aiomysql",
+         "mariadb+asyncmy", "mariadb+aiomysql", "sqlite+aiosqlite"),
+        "sqlalchemy",
     ),
 )  # fmt: skip
 
@@ -67,6 +79,11 @@ def by_name(name: str) -> StoreKind | None:
 
 def by_class_name(class_name: str) -> StoreKind | None:
     return next((kind for kind in STORES if kind.class_name == class_name), None)
+
+
+def for_sqlalchemy(name: str) -> StoreKind | None:
+    """The SQL store whose dialect serves SQLAlchemy's database ``name``."""
+    return next((kind for kind in STORES if name in kind.sqlalchemy_names), None)
 
 
 def sql_stores() -> list[StoreKind]:

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from ..._driver import FetchParams, Inserted, NewJob
 from ..._jobrules import RunEnd
-from .queries import Paramstyle, Query, compile_query, load_migrations, load_queries, render
+from .queries import (
+    Paramstyle,
+    Query,
+    compile_query,
+    load_migrations,
+    load_queries,
+    render,
+    split_statements,
+)
 from .rows import RowCodec
 
 if TYPE_CHECKING:
@@ -89,6 +97,9 @@ class Dialect:
     #: Whether migrations run on a connection of their own even when the store is open (a
     #: migration lock bound to the session, released only when that connection closes).
     migrate_detached: ClassVar[bool] = False
+    #: Whether the database keeps time (a bound "now" of None means its clock); SQLite does
+    #: not: its store always binds the injected clock's time.
+    clock_in_database: ClassVar[bool] = True
     #: The notification channel (``:channel`` in the queries), where the database has one.
     channel: str | None = None
     #: Queries only this dialect's algorithms and executor run (the rest: :data:`CORE_QUERIES`).
@@ -97,6 +108,7 @@ class Dialect:
     def __init__(self, *, prefix: str, schema: str | None, paramstyle: Paramstyle) -> None:
         self.prefix = prefix
         self.schema = schema
+        self.paramstyle: Paramstyle = paramstyle
         raw = load_queries(self.package)
         self.queries: Mapping[str, Query] = {
             name: compile_query(name, render(sql, prefix=prefix, schema=schema), paramstyle)
@@ -140,6 +152,18 @@ class Dialect:
     def run_pairs(self, runs: Sequence[tuple[int, int]]) -> dict[str, Any]:
         """Binds of a list of (id, attempt) runs (``heartbeat``, ``lost_runs``)."""
         raise NotImplementedError
+
+    # -- connections of an executor that serves several databases (SQLAlchemy)
+    async def on_connect(self, tx: Tx) -> None:
+        """Prepare a new connection the store owns (session settings; what the dialect must
+        know about the server). The database's own executor may do this itself."""
+
+    async def on_migrate(self, tx: Tx) -> None:
+        """Prepare the connection a migration runs on (before its transaction)."""
+
+    def statements(self, script: str) -> list[str]:
+        """A migration script as single statements, for clients that run one at a time."""
+        return split_statements(script)
 
     # -- errors
     def classify(self, exc: BaseException) -> ErrorKind | None:

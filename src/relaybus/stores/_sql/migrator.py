@@ -13,8 +13,11 @@ from .executor import Tx
 __all__ = ["applied_versions", "migrate"]
 
 
-async def migrate(tx: Tx, dialect: Dialect, now: Any, logger: logging.Logger) -> list[int]:
-    """Apply the missing migrations on ``tx`` (inside a transaction); return their versions."""
+async def migrate(
+    tx: Tx, dialect: Dialect, now: Any, logger: logging.Logger, upto: int | None = None
+) -> list[int]:
+    """Apply the missing migrations on ``tx`` (inside a transaction); return their versions.
+    ``upto``: only those numbered up to it (an Alembic revision applies its own)."""
     await tx.execute("migrate_lock", {"key": dialect.migrate_lock_key()})
     schema = (dialect.schema or "").lower()
     exists = await tx.fetchrow("schema_exists", {"schema": schema})
@@ -24,7 +27,7 @@ async def migrate(tx: Tx, dialect: Dialect, now: Any, logger: logging.Logger) ->
     applied = {row[0] for row in await tx.fetch("applied_migrations", {})}
     done = []
     for version, name, sql in dialect.migrations:
-        if version in applied:
+        if version in applied or (upto is not None and version > upto):
             continue
         logger.info("applying migration %04d_%s (%s)", version, name, dialect.title)
         await tx.script(sql)

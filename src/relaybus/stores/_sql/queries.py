@@ -27,11 +27,13 @@ __all__ = [
     "load_queries",
     "parse_queries",
     "render",
+    "split_statements",
 ]
 
 _NAME_LINE = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _FRAGMENT = re.compile(r"/\*fragment:([a-z_][a-z0-9_]*)\*/")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 #: ``named``: ``:name`` kept; ``qmark``: ``?`` per occurrence (sqlite3: bound from a tuple,
 #: cheaper than by name); ``numeric``: ``$1`` (asyncpg); ``pyformat``: ``%(name)s``
@@ -124,6 +126,37 @@ def compile_query(name: str, sql: str, style: Paramstyle) -> Query:
         i += 1
     out.append(sql[start:])
     return Query(name, "".join(out), tuple(binds))
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script at the ``;`` ending each statement (not inside literals, quoted names,
+    comments or ``$tag$`` bodies); pieces holding only comments are dropped."""
+    statements: list[str] = []
+    i = start = 0
+    code = False  # whether the current piece holds anything but comments and blanks
+    while i < len(script):
+        after = _skip(script, i)
+        if after != i:
+            code = code or script[i] in "'\""
+            i = after
+            continue
+        c = script[i]
+        dollar = _DOLLAR.match(script, i) if c == "$" else None
+        if dollar is not None:
+            end = script.find(dollar.group(0), dollar.end())
+            i = len(script) if end < 0 else end + len(dollar.group(0))
+            code = True
+            continue
+        if c == ";":
+            if code:
+                statements.append(script[start : i + 1].strip())
+            start, code = i + 1, False
+        elif not c.isspace():
+            code = True
+        i += 1
+    if code:
+        statements.append(script[start:].strip())
+    return statements
 
 
 def parse_queries(text: str) -> dict[str, str]:

@@ -22,13 +22,16 @@ from ..._driver import FetchParams, Inserted, NewJob
 from ..._jobrules import RunEnd
 from .._sql.dialect import Dialect, ErrorKind, Runner
 from .._sql.executor import Tx
+from .._sql.queries import Paramstyle
 from .executor import (
     DUPLICATE_KEY,
     NO_SUCH_TABLE,
     RETRY_CODES,
     UNAVAILABLE_CODES,
+    LOCK_WAIT_TIMEOUT_SECONDS,
     UNKNOWN_DATABASE,
     ServerInfo,
+    check_version,
     error_code,
 )
 from .inserts import InsertTx, insert_jobs, needs_now
@@ -58,11 +61,13 @@ class MySQLDialect(Dialect):
             "insert_job", "insert_batch", "insert_batch_consecutive", "find_holder",
             "replace_job", "fetch", "claim", "lock_runs", "end_runs", "release_orphans",
             "leader_is", "make_available_many", "delete_jobs", "quiet_notes",
+            # transactions of a client library without its own (SQLAlchemy in autocommit)
+            "begin", "commit", "rollback",
         }
     )  # fmt: skip
 
-    def __init__(self, *, prefix: str) -> None:
-        super().__init__(prefix=prefix, schema=None, paramstyle="pyformat")
+    def __init__(self, *, prefix: str, paramstyle: Paramstyle = "pyformat") -> None:
+        super().__init__(prefix=prefix, schema=None, paramstyle=paramstyle)
         #: The server, once the store has opened (batch ids differ between MariaDB and MySQL).
         self.server: ServerInfo | None = None
 
@@ -74,6 +79,22 @@ class MySQLDialect(Dialect):
         # GET_LOCK names are at most 64 characters.
         digest = hashlib.sha256(self.prefix.lower().encode()).hexdigest()[:32]
         return f"relaybus.migrate.{digest}"
+
+    async def on_connect(self, tx: Tx) -> None:
+        """The server (checked once), then the session settings MySQLExecutor gives its own
+        connections: READ COMMITTED, UTC, strict sql_mode, a bounded lock wait."""
+        if self.server is None:
+            row = await tx.fetchrow("server_info", {})
+            assert row is not None
+            mariadb, numbers = check_version(str(row[0]))
+            self.server = ServerInfo(
+                str(row[0]), mariadb, numbers, int(row[1]), int(row[2] or 1)
+            )
+        await tx.execute("session_isolation", {})
+        await tx.execute("session_settings", {"lock_wait_timeout": LOCK_WAIT_TIMEOUT_SECONDS})
+
+    async def on_migrate(self, tx: Tx) -> None:
+        await tx.execute("quiet_notes", {})  # no "already exists" notes (IF NOT EXISTS)
 
     # -- values
     def encode_time(self, value: datetime | None) -> Any:

@@ -387,3 +387,16 @@ DELETE FROM /*prefix*/queue_pauses WHERE queue = :queue
 
 -- name: paused_queues
 SELECT queue FROM /*prefix*/queue_pauses ORDER BY queue
+
+-- --------------------------------------------------------- transactions (SQLAlchemy executor)
+-- A client library whose connections run in autocommit starts and ends the core's
+-- transactions with these statements.
+
+-- name: begin
+START TRANSACTION
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK

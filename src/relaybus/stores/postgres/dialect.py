@@ -15,6 +15,7 @@ from ..._driver import FetchParams, Inserted, NewJob
 from ..._jobrules import RunEnd
 from .._sql.dialect import Dialect, ErrorKind, Runner
 from .._sql.executor import Tx
+from .._sql.queries import Paramstyle
 from .inserts import insert_jobs
 
 __all__ = ["PostgresDialect"]
@@ -41,6 +42,20 @@ _RETRY: tuple[type[BaseException], ...] = (
     asyncpg.SerializationError,
 )
 _RUNNING = "running"
+#: The same kinds by SQLSTATE, for the errors of other PostgreSQL client libraries (psycopg,
+#: through SQLAlchemy): unique violation; undefined table, function, schema; deadlock,
+#: serialization failure; connection exceptions (class 08) and operator intervention (57P0x).
+_SQLSTATE_KINDS: dict[str, ErrorKind] = {
+    "23505": "unique",
+    "42P01": "missing_schema",
+    "42883": "missing_schema",
+    "3F000": "missing_schema",
+    "40P01": "retry",
+    "40001": "retry",
+    "57P01": "unavailable",
+    "57P02": "unavailable",
+    "57P03": "unavailable",
+}
 
 
 def channel_name(schema: str, prefix: str) -> str:
@@ -62,11 +77,13 @@ class PostgresDialect(Dialect):
         {
             "insert_one", "insert_plain", "insert_unique_one", "insert_unique", "fetch",
             "end_runs", "end_runs_and_fetch", "release_orphans", "ping",
+            # transactions of a client library without its own (SQLAlchemy in autocommit)
+            "begin", "commit", "rollback",
         }
     )  # fmt: skip
 
-    def __init__(self, *, prefix: str, schema: str) -> None:
-        super().__init__(prefix=prefix, schema=schema, paramstyle="numeric")
+    def __init__(self, *, prefix: str, schema: str, paramstyle: Paramstyle = "numeric") -> None:
+        super().__init__(prefix=prefix, schema=schema, paramstyle=paramstyle)
         self.channel = channel_name(schema, prefix)
 
     @property
@@ -92,6 +109,14 @@ class PostgresDialect(Dialect):
             return "retry"
         if isinstance(exc, _UNAVAILABLE):
             return "unavailable"
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return _SQLSTATE_KINDS.get(sqlstate, "unavailable" if sqlstate[:2] == "08" else None)
+        if type(exc).__module__.startswith("psycopg") and type(exc).__name__ in (
+            "OperationalError",
+            "InterfaceError",
+        ):
+            return "unavailable"  # no SQLSTATE: the connection failed or is closed
         return None
 
     # -- algorithms

@@ -652,3 +652,16 @@ SELECT pg_notify(:channel::text, queue) FROM gone;
 
 -- name: paused_queues
 SELECT queue FROM /*schema*/./*prefix*/queue_pauses ORDER BY queue;
+
+-- --------------------------------------------------------- transactions (SQLAlchemy executor)
+-- A client library whose connections run in autocommit starts and ends the core's
+-- transactions with these statements.
+
+-- name: begin
+BEGIN;
+
+-- name: commit
+COMMIT;
+
+-- name: rollback
+ROLLBACK;

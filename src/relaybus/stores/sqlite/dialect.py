@@ -18,6 +18,7 @@ from ..._types import JobState
 from .._sql.dialect import Dialect, ErrorKind, Runner
 from .._sql.executor import Tx
 from .._sql.inserts import insert_rows
+from .._sql.queries import Paramstyle
 
 __all__ = ["SQLiteDialect"]
 
@@ -29,6 +30,7 @@ class SQLiteDialect(Dialect):
     name: ClassVar[str] = "sqlite"
     package: ClassVar[str] = "relaybus.stores.sqlite"
     write_in_transaction: ClassVar[bool] = True
+    clock_in_database: ClassVar[bool] = False
     #: Queries only this dialect's algorithms and executor use (the rest are the core's).
     own_queries: ClassVar[frozenset[str]] = frozenset(
         {
@@ -38,8 +40,8 @@ class SQLiteDialect(Dialect):
         }
     )  # fmt: skip
 
-    def __init__(self, *, prefix: str) -> None:
-        super().__init__(prefix=prefix, schema=None, paramstyle="qmark")
+    def __init__(self, *, prefix: str, paramstyle: Paramstyle = "qmark") -> None:
+        super().__init__(prefix=prefix, schema=None, paramstyle=paramstyle)
 
     @property
     def title(self) -> str:
@@ -47,6 +49,11 @@ class SQLiteDialect(Dialect):
 
     def unavailable_text(self, described: str) -> str:
         return f"SQLite error on {described}"
+
+    async def on_connect(self, tx: Tx) -> None:
+        """What SQLiteExecutor sets on its connection: WAL, synchronous NORMAL."""
+        await tx.fetch("journal_mode", {})
+        await tx.execute("synchronous", {})
 
     # -- values
     def encode_time(self, value: datetime | None) -> Any:

@@ -1,0 +1,363 @@
+"""The SQLAlchemy executor: a dialect's named queries over an ``AsyncEngine``'s connections.
+
+Every statement is the dialect's own query, compiled to the engine's paramstyle and run with
+``exec_driver_sql`` (no SQL of its own, no per-database branch: what a database needs on a new
+connection is the dialect's :meth:`~.._sql.dialect.Dialect.on_connect`).
+
+- The store keeps up to ``max_size`` of the engine's connections checked out while it is open,
+  in driver-level autocommit: a single statement is one round trip, and the core's
+  transactions are the dialect's ``begin``/``commit``/``rollback`` queries (SQLite's
+  ``BEGIN IMMEDIATE`` included). On close those connections are invalidated, never returned
+  to the engine's pool with relaybus's session settings.
+- On the caller's connection (``conn=``: an ``AsyncSession`` or ``AsyncConnection``) the work
+  runs inside a savepoint (``begin_nested``): a failure undoes only relaybus's part and leaves
+  the caller's transaction usable.
+- Errors come out as the driver raised them (``DBAPIError.orig``; the asyncio adapters' own
+  wrapper unwrapped), so the dialect's classifier reads them as it reads its own executor's.
+- A connection whose work was cancelled or lost its server is invalidated, never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from ..._dsn import mask_text
+from ..._errors import StoreClosed, StoreError
+from .._sql.dialect import Dialect, ErrorKind
+from .._sql.executor import Tx
+from ..postgres.listener import Listener
+
+__all__ = ["SQLAlchemyExecutor", "driver_error"]
+
+T = TypeVar("T")
+_logger = logging.getLogger("relaybus.sqlalchemy")
+
+#: How often the store's own work runs again after a deadlock or serialization failure.
+CONTENTION_TRIES = 20
+#: SQLAlchemy's paramstyles -> the core's (``format`` drivers take ``%(name)s`` with a mapping).
+PARAMSTYLES = {
+    "numeric_dollar": "numeric",
+    "pyformat": "pyformat",
+    "format": "pyformat",
+    "qmark": "qmark",
+    "named": "named",
+}
+_POSITIONAL = frozenset({"numeric", "qmark"})
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own error inside a SQLAlchemy one (``exc`` itself when there is none)."""
+    err: BaseException | None = exc
+    while isinstance(err, sa_exc.DBAPIError):
+        err = err.orig
+    if err is None:
+        return exc
+    # SQLAlchemy's asyncio adapters (asyncpg) raise a DBAPI error of their own, caused by the
+    # driver's.
+    if type(err).__module__.startswith("sqlalchemy") and err.__cause__ is not None:
+        return err.__cause__
+    return err
+
+
+class SATx:
+    """Named queries on one ``AsyncConnection`` (``caller``: the caller's, in a savepoint)."""
+
+    __slots__ = ("_conn", "_dialect", "_positional", "_q", "caller")
+
+    def __init__(self, conn: AsyncConnection, dialect: Dialect, *, caller: bool) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._q = dialect.queries
+        self._positional = dialect.paramstyle in _POSITIONAL
+        self.caller = caller
+
+    async def _run(self, name: str, args: Mapping[str, Any]) -> Any:
+        q = self._q[name]
+        params: Any = q.positional(args) if self._positional else args
+        try:
+            return await self._conn.exec_driver_sql(q.sql, params)
+        except sa_exc.DBAPIError as exc:
+            raise driver_error(exc) from None
+
+    async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
+        result = await self._run(name, args)
+        return result.fetchall() if result.returns_rows else []  # type: ignore[no-any-return]
+
+    async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
+        result = await self._run(name, args)
+        return result.first() if result.returns_rows else None
+
+    async def execute(self, name: str, args: Mapping[str, Any]) -> int:
+        result = await self._run(name, args)
+        if result.returns_rows:
+            result.close()
+        return int(result.rowcount)
+
+    async def insert(self, name: str, args: Mapping[str, Any]) -> int:
+        """Run a one-row INSERT; the id it assigned."""
+        result = await self._run(name, args)
+        return int(result.lastrowid)
+
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        if not rows:
+            return
+        q = self._q[name]
+        params: list[Any]
+        if self._positional:
+            params = [row if isinstance(row, tuple) else q.positional(row) for row in rows]
+        else:
+            params = [
+                dict(zip(q.binds, row, strict=True)) if isinstance(row, tuple) else row
+                for row in rows
+            ]
+        try:
+            await self._conn.exec_driver_sql(q.sql, params)
+        except sa_exc.DBAPIError as exc:
+            raise driver_error(exc) from None
+
+    async def script(self, sql: str) -> None:
+        for statement in self._dialect.statements(sql):
+            try:
+                await self._conn.exec_driver_sql(statement)
+            except sa_exc.DBAPIError as exc:
+                raise driver_error(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        if self.caller:  # the whole work already runs in a savepoint of the caller's
+            yield
+            return
+        await self.execute("begin", {})
+        try:
+            yield
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):  # a cancelled one is discarded
+                await self.execute("rollback", {})
+            raise
+        await self.execute("commit", {})
+
+
+class SQLAlchemyExecutor:
+    """Connections of an ``AsyncEngine`` for a SQLAlchemyStore (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        dialect: Dialect,
+        *,
+        max_size: int,
+        kind_of: Callable[[BaseException], ErrorKind | None],
+    ) -> None:
+        self.engine = engine
+        self._dialect = dialect
+        self._max_size = max_size
+        self._kind_of = kind_of
+        self._idle: list[AsyncConnection] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._open = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: set[Listener] = set()
+        self.ping_sql = dialect.queries["ping"].sql if "ping" in dialect.queries else ""
+
+    # -- lifecycle
+    async def open(self) -> None:
+        if self._open:
+            return
+        self._slots = asyncio.Semaphore(self._max_size)
+        self._open = True
+        try:
+            async with self._borrow():  # connect once now: a wrong URL fails at open
+                pass
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._open = False
+        for listener in list(self._listeners):
+            await listener.stop()
+        self._listeners.clear()
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _discard(conn)
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _connect(self) -> AsyncConnection:
+        try:
+            conn = await self.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise driver_error(exc) from None
+        try:
+            try:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except sa_exc.DBAPIError as exc:
+                raise driver_error(exc) from None
+            await self._dialect.on_connect(SATx(conn, self._dialect, caller=False))
+        except BaseException:
+            await _discard(conn)
+            raise
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def _borrow(self) -> AsyncIterator[AsyncConnection]:
+        if not self._open or self._slots is None:
+            raise StoreClosed("SQLAlchemyStore is not open: use `async with bus:`")
+        async with self._slots:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield conn
+            except BaseException as exc:
+                if isinstance(exc, Exception) and self._kind_of(exc) not in (None, "unavailable"):
+                    self._give_back(conn)  # a clean database error: the connection is fine
+                else:  # cancelled mid-statement, lost, or not the database's: never reuse
+                    self._spawn(_discard(conn))
+                raise
+            self._give_back(conn)
+
+    def _give_back(self, conn: AsyncConnection) -> None:
+        if self._open and not conn.invalidated:
+            self._idle.append(conn)
+        else:
+            self._spawn(_discard(conn))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- running work
+    async def run(
+        self,
+        work: Callable[[Tx], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        conn: Any = None,
+        orphan: Callable[[T], None] | None = None,
+    ) -> T:
+        if conn is not None:
+            return await self._run_on_caller(work, conn)
+        for attempt in range(CONTENTION_TRIES):
+            try:
+                async with self._borrow() as own:
+                    tx = SATx(own, self._dialect, caller=False)
+                    if not transaction:
+                        return await work(tx)
+                    async with tx.transaction():
+                        return await work(tx)
+            except Exception as exc:
+                if self._kind_of(exc) != "retry" or attempt == CONTENTION_TRIES - 1:
+                    raise
+                _logger.debug("retrying after %s", self.describe(exc))
+                await asyncio.sleep(random.uniform(0.002, 0.01) * min(attempt + 1, 10))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run_on_caller(self, work: Callable[[Tx], Awaitable[T]], conn: Any) -> T:
+        try:
+            connection = await caller_connection(conn)
+            async with connection.begin_nested():
+                return await work(SATx(connection, self._dialect, caller=True))
+        except sa_exc.DBAPIError as exc:
+            raise driver_error(exc) from None
+
+    async def run_detached(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """In a transaction on a connection of its own (invalidated afterwards: a migration
+        lock bound to the session ends with it), whether or not the store is open."""
+        conn = await self._connect()
+        try:
+            tx = SATx(conn, self._dialect, caller=False)
+            await self._dialect.on_migrate(tx)
+            async with tx.transaction():
+                return await work(tx)
+        finally:
+            await _discard(conn)
+
+    def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
+        async def run() -> None:
+            try:
+                await self.run(work, transaction=True)
+            except Exception:
+                _logger.exception("a background statement failed")
+
+        self._spawn(run())
+
+    def check_conn(self, conn: Any) -> None:
+        if not isinstance(conn, (AsyncSession, AsyncConnection)):
+            raise StoreError(
+                "SQLAlchemyStore takes conn= as an AsyncSession or AsyncConnection, "
+                f"not {type(conn).__name__}"
+            )
+
+    def describe(self, exc: BaseException) -> str:
+        url = self.engine.url
+        password = url.password if isinstance(url.password, str) else None
+        text = f"{type(exc).__name__}: {exc}"
+        return mask_text(text.replace(password, "***") if password else text)
+
+    # -- notifications
+    async def listen(
+        self, channel: str, on_notify: Callable[[str], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """LISTEN on a connection of the engine when its driver can push (asyncpg's
+        ``add_listener``); None (poll) otherwise."""
+        if not await self.can_listen():
+            return None
+        listener = Listener(self, channel, on_notify, self._listeners.discard)
+        self._listeners.add(listener)
+        await listener.start()
+        return listener.stop
+
+    async def can_listen(self) -> bool:
+        """Whether the engine's driver can push notifications (asyncpg's ``add_listener``)."""
+        if not self.ping_sql:
+            return False
+        driver, release = await self.listen_connection()
+        try:
+            return callable(getattr(driver, "add_listener", None))
+        finally:
+            await release()
+
+    async def listen_connection(self) -> tuple[Any, Callable[[], Awaitable[None]]]:
+        """A connection of the engine held for LISTEN (its driver connection), and how to
+        give it back (invalidated: it never returns to the pool with a listener)."""
+        conn = await self.engine.connect()
+        try:
+            raw = await conn.get_raw_connection()
+        except BaseException:
+            await _discard(conn)
+            raise
+
+        async def release() -> None:
+            await _discard(conn)
+
+        return raw.driver_connection, release
+
+
+async def caller_connection(conn: AsyncSession | AsyncConnection) -> AsyncConnection:
+    """The ``AsyncConnection`` of ``conn`` (a session's, inside its transaction)."""
+    if isinstance(conn, AsyncSession):
+        return await conn.connection()
+    return conn
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Invalidate and close ``conn``: its DBAPI connection is closed, not pooled."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            await conn.invalidate()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5):
+            await conn.close()
