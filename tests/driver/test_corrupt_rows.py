@@ -22,13 +22,33 @@ DEEP = "[" * 10_000 + "]" * 10_000
 DEEP_OBJECT = '{"a":' * 10_000 + "1" + "}" * 10_000
 
 
+def _database(store: Any) -> tuple[str, Any]:
+    """Which database holds ``store``'s rows, and where (a SQLAlchemyStore: its engine's)."""
+    if isinstance(store, MemoryStore):
+        return "memory", store
+    if isinstance(store, SQLiteStore):
+        return "sqlite", store.path
+    if type(store).__name__ == "MySQLStore":
+        return "mysql", store._executor.dsn
+    if type(store).__name__ == "SQLAlchemyStore":
+        from tests.stores import mysql_dsn_for
+
+        url = store.engine.url
+        if store.dialect.name == "sqlite":
+            return "sqlite", url.database
+        if store.dialect.name == "mysql":
+            return "mysql", mysql_dsn_for(url.database)
+    return "postgres", store.schema
+
+
 async def corrupt(store: Any, job_id: int, column: str, value: str | bytes) -> None:
     """Overwrite one stored column of a job, bypassing relaybus."""
-    if isinstance(store, MemoryStore):
+    database, where = _database(store)
+    if database == "memory":
         row = store._jobs[job_id]
         setattr(row, column, value.encode() if isinstance(value, str) else value)
-    elif isinstance(store, SQLiteStore):
-        conn = sqlite3.connect(store.path)
+    elif database == "sqlite":
+        conn = sqlite3.connect(where)
         try:
             conn.execute(
                 f"UPDATE relaybus_jobs SET {column} = CAST(? AS TEXT) WHERE id = ?",
@@ -37,10 +57,10 @@ async def corrupt(store: Any, job_id: int, column: str, value: str | bytes) -> N
             conn.commit()
         finally:
             conn.close()
-    elif type(store).__name__ == "MySQLStore":
+    elif database == "mysql":
         from tests.stores import mysql_admin, mysql_sql
 
-        admin = await mysql_admin(store._executor.dsn)
+        admin = await mysql_admin(where)
         try:
             await mysql_sql(
                 admin, f"UPDATE relaybus_jobs SET {column} = %s WHERE id = %s", (value, job_id)
@@ -52,7 +72,7 @@ async def corrupt(store: Any, job_id: int, column: str, value: str | bytes) -> N
         try:
             cast = "jsonb" if column in ("meta", "errors") else "text"
             await conn.execute(
-                f'UPDATE "{store.schema}".relaybus_jobs SET {column} = $1::text::{cast} '
+                f'UPDATE "{where}".relaybus_jobs SET {column} = $1::text::{cast} '
                 "WHERE id = $2",
                 value,
                 job_id,

@@ -97,9 +97,10 @@ class SATx:
 
     async def execute(self, name: str, args: Mapping[str, Any]) -> int:
         result = await self._run(name, args)
+        count = int(result.rowcount)
         if result.returns_rows:
             result.close()
-        return int(result.rowcount)
+        return count
 
     async def insert(self, name: str, args: Mapping[str, Any]) -> int:
         """Run a one-row INSERT; the id it assigned."""
