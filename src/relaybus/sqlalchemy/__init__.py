@@ -2,6 +2,7 @@
 and Alembic support. The store itself is ``relaybus.SQLAlchemyStore``."""
 
 from .alembic import BRANCH, include_object, include_object_for, upgrade, version_location
+from .sqlite import sqlite_transactions
 from .tables import TABLES, RelaybusTime, metadata_for, table_names
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "include_object",
     "include_object_for",
     "metadata_for",
+    "sqlite_transactions",
     "table_names",
     "upgrade",
     "version_location",
