@@ -26,7 +26,7 @@ from relaybus.stores.sqlalchemy import SQLAlchemyStore
 from .sqlalchemy_support import ONE_PER_DATABASE, Target, empty_target
 from .stores import SQLALCHEMY_VARIANTS
 
-ENV_PY = '''
+ENV_PY = """
 import asyncio
 
 from alembic import context
@@ -57,7 +57,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 
 def scratch_project(tmp_path: Path, target: Target) -> Config:
@@ -180,8 +180,12 @@ async def test_alembic_upgrade_head_makes_the_schema_relaybus_migrate_makes(
 
 def _user_metadata(schema: str | None) -> MetaData:
     metadata = MetaData(schema=schema)
-    Table("customers", metadata, Column("id", Integer, primary_key=True),
-          Column("email", String(200), nullable=False))
+    Table(
+        "customers",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("email", String(200), nullable=False),
+    )
     Table("orders", metadata, Column("id", Integer, primary_key=True),
           Column("customer_id", Integer, ForeignKey("customers.id" if schema is None
                                                     else f"{schema}.customers.id")),

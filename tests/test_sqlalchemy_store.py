@@ -41,7 +41,7 @@ def order_model(schema: str | None) -> tuple[type[DeclarativeBase], Any]:
 
     class Order(Base):
         __tablename__ = "shop_orders"
-        __table_args__ = {"schema": schema}
+        __table_args__ = {"schema": schema}  # noqa: RUF012
         id: Mapped[int] = mapped_column(primary_key=True)
         email: Mapped[str] = mapped_column(String(200))
 
@@ -59,6 +59,7 @@ class Shop:
         self.ran: list[int] = []
         self.done = asyncio.Event()
         self.woken: list[str] = []
+        self.woke = asyncio.Event()
 
         @self.bus.job(OrderPlaced, queue="mail", unique=rb.Unique(by=("payload",)))
         async def send_receipt(event: OrderPlaced, ctx: rb.Context) -> None:
@@ -69,12 +70,16 @@ class Shop:
         async with self.engine.begin() as conn:
             await conn.run_sync(self.base.metadata.create_all)
         await self.bus.__aenter__()
-        await self.store.subscribe(self.woken.append)
+        await self.store.subscribe(self._woken)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.bus.__aexit__(None, None, None)
         await self.engine.dispose()
+
+    def _woken(self, queue: str) -> None:
+        self.woken.append(queue)
+        self.woke.set()
 
     async def orders(self) -> list[int]:
         async with AsyncSession(self.engine) as session:
@@ -100,9 +105,8 @@ async def test_commit_keeps_the_order_and_its_job_and_the_job_runs(shop: Shop) -
         await session.flush()
         assert await shop.bus.jobs.list() == []  # not visible before the commit
         assert shop.woken == []  # nor are local workers woken before it
-    async with asyncio.timeout(10):  # woken by the after_commit event (and LISTEN on asyncpg)
-        while not shop.woken:
-            await asyncio.sleep(0.005)
+    # Woken by the after_commit event (and LISTEN on asyncpg).
+    await asyncio.wait_for(shop.woke.wait(), 10)
     assert set(shop.woken) == {"mail"}
     assert await shop.orders() == [1, 2]
     [job] = await shop.bus.jobs.list()
@@ -134,9 +138,7 @@ async def test_an_async_connection_joins_the_callers_transaction(shop: Shop) -> 
         await conn.execute(insert(orders).values(id=7, email="c@example.com"))
         await shop.bus.dispatch(OrderPlaced(7), conn=conn)
         assert shop.woken == []
-    async with asyncio.timeout(10):  # woken once the commit has ended
-        while not shop.woken:
-            await asyncio.sleep(0.005)
+    await asyncio.wait_for(shop.woke.wait(), 10)  # once the commit has ended
     assert set(shop.woken) == {"mail"}
     with pytest.raises(RuntimeError):
         async with shop.engine.begin() as conn:
@@ -151,7 +153,9 @@ async def test_an_async_connection_joins_the_callers_transaction(shop: Shop) -> 
 async def test_the_orm_reads_the_jobs_table(shop: Shop) -> None:
     await shop.bus.dispatch(OrderPlaced(3))
     schema = shop.store.schema
-    jobs = metadata_for(schema=schema).tables[f"{schema}.relaybus_jobs" if schema else "relaybus_jobs"]
+    jobs = metadata_for(schema=schema).tables[
+        f"{schema}.relaybus_jobs" if schema else "relaybus_jobs"
+    ]
     async with AsyncSession(shop.engine) as session:
         row = (
             await session.execute(
@@ -210,4 +214,7 @@ def test_only_an_async_engine_of_a_known_database() -> None:
     pg = create_async_engine("postgresql+psycopg://u:secret@h/db")
     assert "secret" not in repr(SQLAlchemyStore(pg))
     assert SQLAlchemyStore(pg).dialect.paramstyle == "pyformat"
-    assert SQLAlchemyStore(create_async_engine("postgresql+asyncpg://u@h/db")).dialect.paramstyle == "numeric"
+    assert (
+        SQLAlchemyStore(create_async_engine("postgresql+asyncpg://u@h/db")).dialect.paramstyle
+        == "numeric"
+    )

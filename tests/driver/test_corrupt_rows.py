@@ -72,8 +72,7 @@ async def corrupt(store: Any, job_id: int, column: str, value: str | bytes) -> N
         try:
             cast = "jsonb" if column in ("meta", "errors") else "text"
             await conn.execute(
-                f'UPDATE "{where}".relaybus_jobs SET {column} = $1::text::{cast} '
-                "WHERE id = $2",
+                f'UPDATE "{where}".relaybus_jobs SET {column} = $1::text::{cast} WHERE id = $2',
                 value,
                 job_id,
             )

@@ -71,7 +71,9 @@ def include_object_for(prefix: str = "relaybus_") -> IncludeObject:
     return include
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """:func:`include_object_for` the default prefix ``relaybus_``."""
     return include_object_for()(obj, name, type_, reflected, compare_to)
 

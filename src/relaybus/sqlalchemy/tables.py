@@ -59,14 +59,17 @@ class RelaybusTime(TypeDecorator[datetime]):
         kind = for_sqlalchemy(dialect.name)
         if kind is None:
             raise ValueError(f"relaybus has no dialect for {dialect.name}")
-        cls = kind.load_dialect()
-        return cls.__new__(cls)  # the time codec needs no queries
+        # The time codec reads no state: the dialect without its queries loaded.
+        return object.__new__(kind.load_dialect())
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         return None if value is None else self._codec(dialect).encode_time(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else self._codec(dialect).decode_time(value)  # type: ignore[no-any-return]
+        if value is None:
+            return None
+        decoded: datetime = self._codec(dialect).decode_time(value)
+        return decoded
 
 
 def table_names(prefix: str = "relaybus_") -> list[str]:
@@ -86,14 +89,16 @@ def metadata_for(prefix: str = "relaybus_", schema: str | None = None) -> MetaDa
     info = {TAG: True}
     json = JSON().with_variant(JSONB(), "postgresql")
     Table(
-        prefix + "migrations", metadata,
+        prefix + "migrations",
+        metadata,
         Column("version", Integer, primary_key=True, autoincrement=False),
         Column("name", String(128), nullable=False),
         Column("applied_at", RelaybusTime(), nullable=False),
         info=info,
     )
     Table(
-        prefix + "jobs", metadata,
+        prefix + "jobs",
+        metadata,
         Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
         Column("state", String(16), nullable=False),
         Column("queue", String(128), nullable=False),
@@ -117,13 +122,15 @@ def metadata_for(prefix: str = "relaybus_", schema: str | None = None) -> MetaDa
         info=info,
     )
     Table(
-        prefix + "nodes", metadata,
+        prefix + "nodes",
+        metadata,
         Column("node", String(255), primary_key=True),
         Column("expires_at", RelaybusTime(), nullable=False),
         info=info,
     )
     Table(
-        prefix + "leader", metadata,
+        prefix + "leader",
+        metadata,
         Column("id", Integer, primary_key=True, autoincrement=False),
         Column("node", String(255), nullable=False),
         Column("expires_at", RelaybusTime(), nullable=False),

@@ -25,10 +25,10 @@ from .._sql.executor import Tx
 from .._sql.queries import Paramstyle
 from .executor import (
     DUPLICATE_KEY,
+    LOCK_WAIT_TIMEOUT_SECONDS,
     NO_SUCH_TABLE,
     RETRY_CODES,
     UNAVAILABLE_CODES,
-    LOCK_WAIT_TIMEOUT_SECONDS,
     UNKNOWN_DATABASE,
     ServerInfo,
     check_version,
@@ -87,9 +87,7 @@ class MySQLDialect(Dialect):
             row = await tx.fetchrow("server_info", {})
             assert row is not None
             mariadb, numbers = check_version(str(row[0]))
-            self.server = ServerInfo(
-                str(row[0]), mariadb, numbers, int(row[1]), int(row[2] or 1)
-            )
+            self.server = ServerInfo(str(row[0]), mariadb, numbers, int(row[1]), int(row[2] or 1))
         await tx.execute("session_isolation", {})
         await tx.execute("session_settings", {"lock_wait_timeout": LOCK_WAIT_TIMEOUT_SECONDS})
 

@@ -31,9 +31,11 @@ class CommitWaker:
 
     def add(self, conn: AsyncSession | AsyncConnection, queues: Iterable[str]) -> None:
         """Wake ``queues`` when ``conn``'s current transaction commits."""
-        target: Session | Connection = (
+        target: Session | Connection | None = (
             conn.sync_session if isinstance(conn, AsyncSession) else conn.sync_connection
         )
+        if target is None:  # an AsyncConnection not started: nothing of it to commit
+            return
         pending = self._pending.get(target)
         if pending is None:
             pending = self._pending[target] = set()

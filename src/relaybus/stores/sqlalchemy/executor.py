@@ -89,7 +89,7 @@ class SATx:
 
     async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
         result = await self._run(name, args)
-        return result.fetchall() if result.returns_rows else []  # type: ignore[no-any-return]
+        return list(result.fetchall()) if result.returns_rows else []
 
     async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
         result = await self._run(name, args)
