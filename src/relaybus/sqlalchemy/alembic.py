@@ -14,18 +14,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy import exc as sa_exc
 
-from ..stores._sql.executor import Tx
 from ..stores._sql.migrator import migrate
 from ..stores.registry import for_sqlalchemy
-from ..stores.sqlalchemy.executor import PARAMSTYLES, driver_error
+from ..stores.sqlalchemy.executor import PARAMSTYLES
+from ..stores.sqlalchemy.tx import SyncTx, drive
 from .tables import TAG, table_names
 
 __all__ = [
@@ -101,66 +100,7 @@ def apply(bind: Connection, version: int, *, prefix: str, schema: str | None) ->
     if kind.has_schema:
         args["schema"] = schema or "public"
     dialect = kind.load_dialect()(**args)
-    tx = _SyncTx(bind, dialect)
+    tx = SyncTx(bind, dialect)
     now = dialect.encode_time(datetime.now(UTC))
-    _drive(dialect.on_migrate(tx))
-    return _drive(migrate(tx, dialect, now, _logger, upto=version))  # type: ignore[no-any-return]
-
-
-class _SyncTx:
-    """A :class:`~relaybus.stores._sql.executor.Tx` over a sync ``Connection``: its methods
-    never suspend, so :func:`_drive` runs the migrator to its end synchronously."""
-
-    def __init__(self, bind: Connection, dialect: Any) -> None:
-        self._bind = bind
-        self._dialect = dialect
-        self._positional = dialect.paramstyle in ("numeric", "qmark")
-
-    def _run(self, name: str, args: Mapping[str, Any]) -> Any:
-        q = self._dialect.queries[name]
-        try:
-            return self._bind.exec_driver_sql(
-                q.sql, q.positional(args) if self._positional else dict(args)
-            )
-        except sa_exc.DBAPIError as exc:
-            raise driver_error(exc) from None
-
-    async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
-        result = self._run(name, args)
-        return list(result.fetchall()) if result.returns_rows else []
-
-    async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
-        result = self._run(name, args)
-        return result.first() if result.returns_rows else None
-
-    async def execute(self, name: str, args: Mapping[str, Any]) -> int:
-        return int(self._run(name, args).rowcount)
-
-    async def executemany(
-        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
-    ) -> None:
-        raise NotImplementedError("migrations run no executemany")
-
-    async def script(self, sql: str) -> None:
-        for statement in self._dialect.statements(sql):
-            try:
-                self._bind.exec_driver_sql(statement)
-            except sa_exc.DBAPIError as exc:
-                raise driver_error(exc) from None
-
-    def transaction(self) -> Any:
-        raise NotImplementedError("Alembic owns the transaction")
-
-
-def _drive(coro: Any) -> Any:
-    """Run a coroutine that never suspends to its end."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coro.close()
-    raise RuntimeError("a relaybus migration step awaited something other than its Tx")
-
-
-def _check(tx: _SyncTx) -> Tx:
-    return tx  # _SyncTx is a Tx (checked by mypy)
+    drive(dialect.on_migrate(tx))
+    return drive(migrate(tx, dialect, now, _logger, upto=version))

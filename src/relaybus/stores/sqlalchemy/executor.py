@@ -23,9 +23,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -34,8 +35,9 @@ from ..._errors import StoreClosed, StoreError
 from .._sql.dialect import Dialect, ErrorKind
 from .._sql.executor import Tx
 from ..postgres.listener import Listener
+from .tx import SyncTx, drive, driver_error
 
-__all__ = ["SQLAlchemyExecutor", "driver_error"]
+__all__ = ["PARAMSTYLES", "SQLAlchemyExecutor"]
 
 T = TypeVar("T")
 _logger = logging.getLogger("relaybus.sqlalchemy")
@@ -50,102 +52,6 @@ PARAMSTYLES = {
     "qmark": "qmark",
     "named": "named",
 }
-_POSITIONAL = frozenset({"numeric", "qmark"})
-
-
-def driver_error(exc: BaseException) -> BaseException:
-    """The driver's own error inside a SQLAlchemy one (``exc`` itself when there is none)."""
-    err: BaseException | None = exc
-    while isinstance(err, sa_exc.DBAPIError):
-        err = err.orig
-    if err is None:
-        return exc
-    # SQLAlchemy's asyncio adapters (asyncpg) raise a DBAPI error of their own, caused by the
-    # driver's.
-    if type(err).__module__.startswith("sqlalchemy") and err.__cause__ is not None:
-        return err.__cause__
-    return err
-
-
-class SATx:
-    """Named queries on one ``AsyncConnection`` (``caller``: the caller's, in a savepoint)."""
-
-    __slots__ = ("_conn", "_dialect", "_positional", "_q", "caller")
-
-    def __init__(self, conn: AsyncConnection, dialect: Dialect, *, caller: bool) -> None:
-        self._conn = conn
-        self._dialect = dialect
-        self._q = dialect.queries
-        self._positional = dialect.paramstyle in _POSITIONAL
-        self.caller = caller
-
-    async def _run(self, name: str, args: Mapping[str, Any]) -> Any:
-        q = self._q[name]
-        params: Any = q.positional(args) if self._positional else args
-        try:
-            return await self._conn.exec_driver_sql(q.sql, params)
-        except sa_exc.DBAPIError as exc:
-            raise driver_error(exc) from None
-
-    async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
-        result = await self._run(name, args)
-        return list(result.fetchall()) if result.returns_rows else []
-
-    async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
-        result = await self._run(name, args)
-        return result.first() if result.returns_rows else None
-
-    async def execute(self, name: str, args: Mapping[str, Any]) -> int:
-        result = await self._run(name, args)
-        count = int(result.rowcount)
-        if result.returns_rows:
-            result.close()
-        return count
-
-    async def insert(self, name: str, args: Mapping[str, Any]) -> int:
-        """Run a one-row INSERT; the id it assigned."""
-        result = await self._run(name, args)
-        return int(result.lastrowid)
-
-    async def executemany(
-        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
-    ) -> None:
-        if not rows:
-            return
-        q = self._q[name]
-        params: list[Any]
-        if self._positional:
-            params = [row if isinstance(row, tuple) else q.positional(row) for row in rows]
-        else:
-            params = [
-                dict(zip(q.binds, row, strict=True)) if isinstance(row, tuple) else row
-                for row in rows
-            ]
-        try:
-            await self._conn.exec_driver_sql(q.sql, params)
-        except sa_exc.DBAPIError as exc:
-            raise driver_error(exc) from None
-
-    async def script(self, sql: str) -> None:
-        for statement in self._dialect.statements(sql):
-            try:
-                await self._conn.exec_driver_sql(statement)
-            except sa_exc.DBAPIError as exc:
-                raise driver_error(exc) from None
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        if self.caller:  # the whole work already runs in a savepoint of the caller's
-            yield
-            return
-        await self.execute("begin", {})
-        try:
-            yield
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):  # a cancelled one is discarded
-                await self.execute("rollback", {})
-            raise
-        await self.execute("commit", {})
 
 
 class SQLAlchemyExecutor:
@@ -204,7 +110,7 @@ class SQLAlchemyExecutor:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             except sa_exc.DBAPIError as exc:
                 raise driver_error(exc) from None
-            await self._dialect.on_connect(SATx(conn, self._dialect, caller=False))
+            await self._on(conn, self._dialect.on_connect)
         except BaseException:
             await _discard(conn)
             raise
@@ -254,11 +160,7 @@ class SQLAlchemyExecutor:
         for attempt in range(CONTENTION_TRIES):
             try:
                 async with self._borrow() as own:
-                    tx = SATx(own, self._dialect, caller=False)
-                    if not transaction:
-                        return await work(tx)
-                    async with tx.transaction():
-                        return await work(tx)
+                    return await self._on(own, work, transaction=transaction)
             except Exception as exc:
                 if self._kind_of(exc) != "retry" or attempt == CONTENTION_TRIES - 1:
                     raise
@@ -267,22 +169,45 @@ class SQLAlchemyExecutor:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_on_caller(self, work: Callable[[Tx], Awaitable[T]], conn: Any) -> T:
+        dialect = self._dialect
+
+        def body(sync_conn: Connection) -> T:
+            with sync_conn.begin_nested():
+                return drive(work(SyncTx(sync_conn, dialect, caller=True)))  # type: ignore[arg-type]
+
         try:
             connection = await caller_connection(conn)
-            async with connection.begin_nested():
-                return await work(SATx(connection, self._dialect, caller=True))
+            return await connection.run_sync(body)
         except sa_exc.DBAPIError as exc:
             raise driver_error(exc) from None
+
+    async def _on(
+        self,
+        conn: AsyncConnection,
+        work: Callable[[Tx], Awaitable[T]],
+        *,
+        transaction: bool = False,
+    ) -> T:
+        """Run ``work`` on the store's ``conn``, in one greenlet (see ``tx.py``)."""
+        dialect = self._dialect
+
+        async def in_transaction(tx: Tx) -> T:
+            async with tx.transaction():
+                return await work(tx)
+
+        def body(sync_conn: Connection) -> T:
+            tx = SyncTx(sync_conn, dialect)
+            return drive(in_transaction(tx) if transaction else work(tx))  # type: ignore[arg-type]
+
+        return await conn.run_sync(body)
 
     async def run_detached(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         """In a transaction on a connection of its own (invalidated afterwards: a migration
         lock bound to the session ends with it), whether or not the store is open."""
         conn = await self._connect()
         try:
-            tx = SATx(conn, self._dialect, caller=False)
-            await self._dialect.on_migrate(tx)
-            async with tx.transaction():
-                return await work(tx)
+            await self._on(conn, self._dialect.on_migrate)
+            return await self._on(conn, work, transaction=True)
         finally:
             await _discard(conn)
 

@@ -27,7 +27,8 @@ from .._sql.dialect import ErrorKind
 from .._sql.store import SQLStore
 from ..registry import for_sqlalchemy
 from .commit import CommitWaker
-from .executor import PARAMSTYLES, SQLAlchemyExecutor, driver_error
+from .executor import PARAMSTYLES, SQLAlchemyExecutor
+from .tx import driver_error
 
 __all__ = ["SQLAlchemyStore"]
 

@@ -1,0 +1,133 @@
+"""The :class:`~.._sql.executor.Tx` of the SQLAlchemy executor, over a *sync* ``Connection``.
+
+The executor runs each unit of work inside one ``AsyncConnection.run_sync`` call: one greenlet
+per work instead of one per statement (SQLAlchemy's asyncio bridge), which is most of
+SQLAlchemy's cost per statement. The Tx methods never suspend (the driver's I/O happens inside
+SQLAlchemy's greenlet), so :func:`drive` runs the work's coroutine to its end synchronously;
+the core's work awaits nothing but its Tx (as on SQLite's connection thread). Alembic's
+revisions use the same Tx on Alembic's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy import exc as sa_exc
+
+from .._sql.dialect import Dialect
+
+__all__ = ["SyncTx", "drive", "driver_error"]
+
+T = TypeVar("T")
+_POSITIONAL = frozenset({"numeric", "qmark"})
+
+
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own error inside a SQLAlchemy one (``exc`` itself when there is none)."""
+    err: BaseException | None = exc
+    while isinstance(err, sa_exc.DBAPIError):
+        err = err.orig
+    if err is None:
+        return exc
+    # SQLAlchemy's asyncio adapters (asyncpg) raise a DBAPI error of their own, caused by the
+    # driver's.
+    if type(err).__module__.startswith("sqlalchemy") and err.__cause__ is not None:
+        return err.__cause__
+    return err
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("work on a SQLAlchemy connection awaited something other than its Tx")
+
+
+class SyncTx:
+    """Named queries on one sync ``Connection`` (``caller``: the caller's, in a savepoint).
+    Driver errors come out unwrapped (:func:`driver_error`), for the dialect's classifier."""
+
+    __slots__ = ("_conn", "_dialect", "_positional", "_q", "caller")
+
+    def __init__(self, conn: Connection, dialect: Dialect, *, caller: bool = False) -> None:
+        self._conn = conn
+        self._dialect = dialect
+        self._q = dialect.queries
+        self._positional = dialect.paramstyle in _POSITIONAL
+        self.caller = caller
+
+    def _run(self, name: str, args: Mapping[str, Any]) -> Any:
+        q = self._q[name]
+        params: Any = q.positional(args) if self._positional else args
+        try:
+            return self._conn.exec_driver_sql(q.sql, params)
+        except sa_exc.DBAPIError as exc:
+            raise driver_error(exc) from None
+
+    async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
+        result = self._run(name, args)
+        return list(result.fetchall()) if result.returns_rows else []
+
+    async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
+        result = self._run(name, args)
+        return result.first() if result.returns_rows else None
+
+    async def execute(self, name: str, args: Mapping[str, Any]) -> int:
+        result = self._run(name, args)
+        count = int(result.rowcount)  # before closing: a closed psycopg cursor has none
+        if result.returns_rows:
+            result.close()
+        return count
+
+    async def insert(self, name: str, args: Mapping[str, Any]) -> int:
+        """Run a one-row INSERT; the id it assigned."""
+        return int(self._run(name, args).lastrowid)
+
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        if not rows:
+            return
+        q = self._q[name]
+        params: list[Any]
+        if self._positional:
+            params = [row if isinstance(row, tuple) else q.positional(row) for row in rows]
+        else:
+            params = [
+                dict(zip(q.binds, row, strict=True)) if isinstance(row, tuple) else row
+                for row in rows
+            ]
+        try:
+            self._conn.exec_driver_sql(q.sql, params)
+        except sa_exc.DBAPIError as exc:
+            raise driver_error(exc) from None
+
+    async def script(self, sql: str) -> None:
+        for statement in self._dialect.statements(sql):
+            try:
+                self._conn.exec_driver_sql(statement)
+            except sa_exc.DBAPIError as exc:
+                raise driver_error(exc) from None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """The dialect's own BEGIN/COMMIT (the store's connections run in autocommit); on the
+        caller's connection nothing: the whole work already runs in a savepoint."""
+        if self.caller:
+            yield
+            return
+        await self.execute("begin", {})
+        try:
+            yield
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):  # a cancelled one is discarded
+                await self.execute("rollback", {})
+            raise
+        await self.execute("commit", {})
