@@ -100,6 +100,9 @@ class Dialect:
     #: Whether the database keeps time (a bound "now" of None means its clock); SQLite does
     #: not: its store always binds the injected clock's time.
     clock_in_database: ClassVar[bool] = True
+    #: How many connections one store's executor should use at most (None: its own setting).
+    #: SQLite takes one writer at a time: a store's connections would only wait on each other.
+    max_connections: ClassVar[int | None] = None
     #: The notification channel (``:channel`` in the queries), where the database has one.
     channel: str | None = None
     #: Queries only this dialect's algorithms and executor run (the rest: :data:`CORE_QUERIES`).

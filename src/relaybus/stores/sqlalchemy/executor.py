@@ -67,7 +67,7 @@ class SQLAlchemyExecutor:
     ) -> None:
         self.engine = engine
         self._dialect = dialect
-        self._max_size = max_size
+        self._max_size = min(max_size, dialect.max_connections or max_size)
         self._kind_of = kind_of
         self._idle: list[AsyncConnection] = []
         self._slots: asyncio.Semaphore | None = None

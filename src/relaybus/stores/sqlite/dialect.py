@@ -31,6 +31,7 @@ class SQLiteDialect(Dialect):
     package: ClassVar[str] = "relaybus.stores.sqlite"
     write_in_transaction: ClassVar[bool] = True
     clock_in_database: ClassVar[bool] = False
+    max_connections: ClassVar[int | None] = 1
     #: Queries only this dialect's algorithms and executor use (the rest are the core's).
     own_queries: ClassVar[frozenset[str]] = frozenset(
         {
