@@ -20,6 +20,7 @@ from .executor import Executor
 from .maintenance import Heartbeat, Pruner, Rescuer, Stager
 from .node import NodeState, Watchdog, node_id
 from .producer import Producer
+from .scheduler import Scheduler
 from .service import Env, Service
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class Worker:
     ``async with bus.worker(...) as w:`` runs it in the background for the block (graceful stop
     on exit); or ``await w.run()`` until ``await w.stop(grace=...)``. The services are attributes
     (``producers``, ``completer``, ``heartbeat``, ``elector``, ``stager``, ``rescuer``,
-    ``pruner``, ``watchdog``), each a :class:`~relaybus._runtime.service.Service` with
+    ``pruner``, ``scheduler``, ``watchdog``), each a :class:`~relaybus._runtime.service.Service` with
     ``run_once()`` for tests; the worker starts them all, then stops them all, the same way.
     """
 
@@ -136,6 +137,7 @@ class Worker:
             max_rescues=config.max_rescues,
         )
         self.pruner = Pruner(store, config.prune_interval, env, self.elector, config.retention)
+        self.scheduler = Scheduler(bus, min(config.poll_interval, 1.0), env, self.elector)
         self.producers = {
             queue: self._producer(queue, concurrency)
             for queue, concurrency in config.queues.items()
@@ -173,7 +175,9 @@ class Worker:
     @property
     def services(self) -> list[Service]:
         """Every service, in start order (they stop in the reverse order)."""
-        maintenance = [self.heartbeat, self.elector, self.stager, self.rescuer, self.pruner]
+        maintenance = [
+            self.heartbeat, self.elector, self.stager, self.rescuer, self.pruner, self.scheduler,
+        ]
         return [self.completer, *maintenance, self.watchdog, *self.producers.values()]
 
     # -- wake-ups
@@ -191,6 +195,7 @@ class Worker:
         self.node.cancel(job_id, "lost")
 
     def _on_elected(self) -> None:
+        self.scheduler.reset()  # read the schedules' records again: another node may have led
         self.pruner.ran.clear()
         # Prune as soon as leadership is gained, then every prune_interval.
         task = asyncio.get_running_loop().create_task(self._prune_now())
