@@ -22,9 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._errors import ConfigurationError
 
-__all__ = ["Cron", "Every", "Slots"]
+__all__ = ["MIN_INTERVAL", "Cron", "Every", "Slots"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_INTERVAL = 0.1  # seconds: a shorter schedule would be a busy loop of inserts
 
 
 class Slots(Protocol):
@@ -50,8 +51,10 @@ class Every:
             raise ConfigurationError(
                 f"every() takes seconds or a timedelta, not {type(interval).__name__}"
             )
-        if not math.isfinite(value) or value < 1:
-            raise ConfigurationError(f"every() needs an interval of at least 1 second, not {value}")
+        if not math.isfinite(value) or value < MIN_INTERVAL:
+            raise ConfigurationError(
+                f"every() needs an interval of at least {MIN_INTERVAL} seconds, not {value}"
+            )
         self.interval = float(value)
 
     def _index(self, when: datetime) -> int:
