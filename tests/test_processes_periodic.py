@@ -83,8 +83,23 @@ async def test_leader_sigkilled_twice_no_slot_twice_none_lost(
     bus = build_bus(PG_DSN, schema, str(log))
 
     def start(node: str) -> None:
-        cmd = [sys.executable, "-m", "tests.procs.periodic", "--dsn", PG_DSN,
-               "--schema", schema, "--log", str(log), "--node", node, "--ttl", "1.0", "--missed", MISSED]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.procs.periodic",
+            "--dsn",
+            PG_DSN,
+            "--schema",
+            schema,
+            "--log",
+            str(log),
+            "--node",
+            node,
+            "--ttl",
+            "1.0",
+            "--missed",
+            MISSED,
+        ]
         with open(tmp_path / f"{node}.err", "wb") as err:
             procs.append(subprocess.Popen(cmd, cwd=ROOT, stderr=err))
 
@@ -134,8 +149,9 @@ async def test_leader_sigkilled_twice_no_slot_twice_none_lost(
     assert len(times) >= 9
     logs = "".join(p.read_text() for p in tmp_path.glob("*.err"))
     assert logs.count("missed slot(s) late") >= 2, "the failovers missed no slot: proved nothing"
-    runs = Counter(line.split()[1] for line in log.read_text().splitlines()
-                   if line.startswith("run "))
+    runs = Counter(
+        line.split()[1] for line in log.read_text().splitlines() if line.startswith("run ")
+    )
     assert set(runs) <= set(slots)
 
 

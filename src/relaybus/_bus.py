@@ -144,8 +144,11 @@ class Bus(Generic[S]):
         backoff: BackoffLike | None = None,
         unique: Unique | None = None,
         replace: Replace | None = None,
+        isolation: Literal["process"] | None = None,
     ) -> Callable[[F], F]:
-        """Register a job handler: each dispatch inserts one job for it into the store."""
+        """Register a job handler: each dispatch inserts one job for it into the store.
+        ``isolation="process"``: a plain ``def`` handler runs in a child process of the
+        worker's pool, killed at its timeout (see docs/isolation.md)."""
 
         def decorator(func: F) -> F:
             self.registry.add_job(
@@ -159,6 +162,7 @@ class Bus(Generic[S]):
                 backoff=backoff,
                 unique=unique,
                 replace=replace,
+                isolation=isolation,
             )
             return func
 
@@ -448,8 +452,13 @@ class Bus(Generic[S]):
         prune_interval: float | timedelta = 60.0,
         retention: Retention | None = None,
         handle_signals: bool = False,
+        app: str | None = None,
+        process_pool: int | None = None,
     ) -> Worker:
-        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``."""
+        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``.
+
+        ``app="module:bus"`` names this bus for the child processes of process handlers
+        (``isolation="process"``), ``process_pool`` their number."""
         config = WorkerConfig.build(
             queues=queues,
             node=node,
@@ -462,6 +471,8 @@ class Bus(Generic[S]):
             prune_interval=prune_interval,
             retention=retention,
             handle_signals=handle_signals,
+            app=app,
+            process_pool=process_pool,
         )
         return Worker(self, config)
 

@@ -152,10 +152,8 @@ class Schedules:
         max_missed: int,
     ) -> Schedule:
         """Check one schedule's options (the caller registers its record handler)."""
-        if missed not in MISSED_POLICIES:
-            raise ConfigurationError(
-                f"missed= takes 'latest', 'all' or 'skip', not {missed!r}"
-            )
+        if missed not in MISSED_POLICIES:  # (a Literal once checked)
+            raise ConfigurationError(f"missed= takes 'latest', 'all' or 'skip', not {missed!r}")
         if isinstance(max_missed, bool) or not isinstance(max_missed, int) or max_missed < 1:
             raise ConfigurationError(f"max_missed must be an integer >= 1, not {max_missed!r}")
         check_name("queue", queue)
@@ -184,9 +182,7 @@ class Schedules:
             raise ConfigurationError(
                 f"a schedule named {schedule_name!r} is already registered; pass name='...'"
             )
-        return Schedule(
-            schedule_name, slots, event, missed, queue, max_missed, takes_slot  # type: ignore[arg-type]
-        )
+        return Schedule(schedule_name, slots, event, missed, queue, max_missed, takes_slot)
 
     def add(self, schedule: Schedule) -> None:
         self.by_name[schedule.name] = schedule

@@ -50,7 +50,9 @@ async def dispatch_slot(bus: Bus[Any], schedule: Schedule, slot: datetime) -> bo
         await bus._run_inline(event, plan, dict(meta), failures)
         for failure in failures:
             bus.logger.error(
-                "inline handler of %s failed for slot %s", schedule.describe(), meta["slot"],
+                "inline handler of %s failed for slot %s",
+                schedule.describe(),
+                meta["slot"],
                 exc_info=failure,
             )
     return True
@@ -126,7 +128,7 @@ class Scheduler(Periodic):
         if not due:
             return 0
         missed = [slot for slot in due if slot < since]
-        on_time = due[len(missed):]
+        on_time = due[len(missed) :]
         chosen = self._apply_policy(schedule, missed) + on_time
         total = 0
         for slot in chosen:
@@ -142,7 +144,7 @@ class Scheduler(Periodic):
             return []
         policy = schedule.missed
         if policy == "all":
-            kept = missed[-schedule.max_missed:]
+            kept = missed[-schedule.max_missed :]
         elif policy == "latest":
             kept = missed[-1:]
         else:
@@ -151,14 +153,18 @@ class Scheduler(Periodic):
         if skipped:
             self.logger.warning(
                 "%s: skipping %d slot(s) missed while no leader ran, from %s to %s%s",
-                schedule.describe(), skipped, slot_text(missed[0]),
+                schedule.describe(),
+                skipped,
+                slot_text(missed[0]),
                 slot_text(missed[skipped - 1]),
                 f" (max_missed={schedule.max_missed})" if policy == "all" else "",
             )
         if kept:
             self.logger.info(
-                "%s: dispatching %d missed slot(s) late, from %s", schedule.describe(),
-                len(kept), slot_text(kept[0]),
+                "%s: dispatching %d missed slot(s) late, from %s",
+                schedule.describe(),
+                len(kept),
+                slot_text(kept[0]),
             )
         return kept
 

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import ContextFactory
 from .._errors import ConfigurationError, StoreClosed
+from .._isolation.call import CURRENT_POOL
+from .._isolation.pool import ProcessPool
+from .._isolation.setup import check_pool_options, pool_for
 from .._options import Retention
 from .._validate import check_name, seconds
 from .completer import Completer
@@ -42,6 +45,8 @@ class WorkerConfig:
     prune_interval: float
     retention: Retention
     handle_signals: bool
+    app: str | None = None  # MODULE:BUS, imported by the child processes of process handlers
+    process_pool: int | None = None  # their number (default: see isolation.pool_size)
 
     @classmethod
     def build(
@@ -58,6 +63,8 @@ class WorkerConfig:
         prune_interval: float | timedelta,
         retention: Retention | None,
         handle_signals: bool,
+        app: str | None = None,
+        process_pool: int | None = None,
     ) -> WorkerConfig:
         queues = _check_queues({"default": 10} if queues is None else dict(queues))
         if node is not None:
@@ -76,6 +83,7 @@ class WorkerConfig:
                 raise ConfigurationError(f"{name} must be > 0")
         if intervals["heartbeat_interval"] >= intervals["node_ttl"]:
             raise ConfigurationError("heartbeat_interval must be shorter than node_ttl")
+        check_pool_options(app, process_pool)
         return cls(
             queues=queues,
             node=node,
@@ -83,6 +91,8 @@ class WorkerConfig:
             max_rescues=max_rescues,
             retention=retention or Retention(),
             handle_signals=handle_signals,
+            app=app,
+            process_pool=process_pool,
             **intervals,
         )
 
@@ -105,8 +115,9 @@ class Worker:
     ``async with bus.worker(...) as w:`` runs it in the background for the block (graceful stop
     on exit); or ``await w.run()`` until ``await w.stop(grace=...)``. The services are attributes
     (``producers``, ``completer``, ``heartbeat``, ``elector``, ``stager``, ``rescuer``,
-    ``pruner``, ``scheduler``, ``watchdog``), each a :class:`~relaybus._runtime.service.Service` with
-    ``run_once()`` for tests; the worker starts them all, then stops them all, the same way.
+    ``pruner``, ``scheduler``, ``watchdog``), each a
+    :class:`~relaybus._runtime.service.Service` with ``run_once()`` for tests; the worker
+    starts them all, then stops them all, the same way.
     """
 
     def __init__(self, bus: Bus[Any], config: WorkerConfig, env: Env | None = None) -> None:
@@ -150,6 +161,8 @@ class Worker:
         self._running = False
         self._background: asyncio.Task[None] | None = None
         self._helpers: set[asyncio.Task[Any]] = set()
+        #: The child processes of the process handlers (``isolation="process"``) while it runs.
+        self.pool: ProcessPool | None = None
 
     def __repr__(self) -> str:
         return f"Worker(node={self.node.id!r}, queues={self.config.queues!r})"
@@ -218,12 +231,21 @@ class Worker:
             if not getattr(self.bus, "_open", False):
                 raise StoreClosed("open the bus before running a worker: `async with bus:`")
             await self.heartbeat.run_once()  # the node row exists before the first claim
-            disconnect = await self._connect()
+            self.pool = pool_for(self.bus.registry, self.config, self.logger)
+            if self.pool is not None:
+                await self.pool.start()
+            token = CURRENT_POOL.set(self.pool)  # the services' tasks inherit it
             try:
-                await self._serve()
+                disconnect = await self._connect()
+                try:
+                    await self._serve()
+                finally:
+                    await self._stop_services()
+                    await disconnect()
             finally:
-                await self._stop_services()
-                await disconnect()
+                CURRENT_POOL.reset(token)
+                if self.pool is not None:
+                    await self.pool.stop()
         finally:
             self._done.set()
 
