@@ -85,7 +85,11 @@ def test_registration_errors_are_clear() -> None:
         bus.job(Ping, name="d", isolation="process")(Callable_())
     with pytest.raises(rb.ConfigurationError, match="isolation= takes 'process' or None"):
         bus.job(Ping, name="e", isolation="thread")(module_level_sync)  # type: ignore[arg-type]
+    module_level_sync.__module__ = "__main__"  # as if defined in a script
+    with pytest.raises(rb.ConfigurationError, match=r"defined in a script \(__main__\)"):
+        bus.job(Ping, isolation="process")(module_level_sync)
     bus.job(Ping, name="f", isolation="process")(module_level_sync)
+    module_level_sync.__module__ = __name__
     assert bus.registry.job_by_name["f"].isolation == "process"
     with pytest.raises(rb.ConfigurationError, match="app= takes 'MODULE:BUS'"):
         bus.worker(app="no-colon")

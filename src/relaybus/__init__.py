@@ -31,6 +31,7 @@ from ._events import Event
 from ._handlers import Handler, JobHandler
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
+from ._schedules import Schedule
 from ._types import (
     PENDING_STATES,
     DispatchResult,
@@ -93,6 +94,7 @@ __all__ = [
     "Replace",
     "Retention",
     "SQLiteStore",
+    "Schedule",
     "Snooze",
     "StoreClosed",
     "StoreError",

@@ -125,8 +125,11 @@ class JobSpec:
     target: HandlerFunc | None = None  # the function itself (what a child process calls)
 
 
-def check_isolation(isolation: object, func: HandlerFunc, name: str) -> Isolation:
-    """``isolation="process"`` takes a plain ``def`` function a child process can import."""
+def check_isolation(
+    isolation: object, func: HandlerFunc, name: str, explicit: bool
+) -> Isolation:
+    """``isolation="process"`` takes a plain ``def`` function a child process can import,
+    under a name that is the same there (``explicit``: the caller gave ``name=``)."""
     if isolation is None:
         return None
     if isolation != "process":
@@ -152,6 +155,11 @@ def check_isolation(isolation: object, func: HandlerFunc, name: str) -> Isolatio
         raise ConfigurationError(
             f"{where} is defined inside {func.__qualname__.split('.<locals>')[0]}(): a child "
             "process imports the app and cannot reach it; define it at module level"
+        )
+    if func.__module__ == "__main__" and not explicit:
+        raise ConfigurationError(
+            f"{where} is defined in a script (__main__): a child process imports it under its "
+            "module name, where its default name differs; pass name='...'"
         )
     return "process"
 
@@ -265,7 +273,7 @@ class Registry:
             raise ConfigurationError("replace= takes rb.Replace(...)")
         if replace is not None and unique is None:
             raise ConfigurationError("replace= only applies to unique jobs: also pass unique=")
-        isolated = check_isolation(isolation, func, handler_name)
+        isolated = check_isolation(isolation, func, handler_name, name is not None)
         call, is_async = _as_async(func)
         if isolated is not None:
             call = process_handler(handler_name, codec.encode, call)

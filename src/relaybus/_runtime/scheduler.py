@@ -16,7 +16,7 @@ record yet starts with its first slot after the election.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,7 @@ class Scheduler(Periodic):
         interval: float,
         env: Env,
         elector: Elector,
+        served: Collection[str] = (),
         dispatch: Callable[[Bus[Any], Schedule, datetime], Any] = dispatch_slot,
     ) -> None:
         super().__init__(interval, env)
@@ -78,6 +79,7 @@ class Scheduler(Periodic):
         self._elector = elector
         self._clock = bus.store.clock
         self._dispatch = dispatch
+        self._served = frozenset(served)
         self._since: datetime | None = None  # when this node's current leadership began
         self._last: dict[str, datetime] = {}  # the last slot known dispatched, per schedule
         self.dispatched: list[tuple[str, datetime]] = []  # this node's dispatches (tests)
@@ -114,6 +116,7 @@ class Scheduler(Periodic):
         now = self._clock.now()
         if self._since is None:
             self._since = now
+            self._warn_unserved()
         total = 0
         for schedule in self._bus.schedules:
             total += await self._run_schedule(schedule, now, self._since)
@@ -138,6 +141,16 @@ class Scheduler(Periodic):
             self._last[schedule.name] = slot
         self._last[schedule.name] = due[-1]
         return total
+
+    def _warn_unserved(self) -> None:
+        for schedule in self._bus.schedules:
+            if self._served and schedule.queue not in self._served:
+                self.logger.warning(
+                    "%s: its slot records are jobs on queue %r, which this worker does not "
+                    "serve; run a worker on it (they complete at once) or pass queue= to the "
+                    "schedule, or they wait there until one does",
+                    schedule.describe(), schedule.queue,
+                )
 
     def _apply_policy(self, schedule: Schedule, missed: list[datetime]) -> list[datetime]:
         if not missed:

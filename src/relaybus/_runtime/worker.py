@@ -148,7 +148,9 @@ class Worker:
             max_rescues=config.max_rescues,
         )
         self.pruner = Pruner(store, config.prune_interval, env, self.elector, config.retention)
-        self.scheduler = Scheduler(bus, min(config.poll_interval, 1.0), env, self.elector)
+        self.scheduler = Scheduler(
+            bus, min(config.poll_interval, 1.0), env, self.elector, served=config.queues
+        )
         self.producers = {
             queue: self._producer(queue, concurrency)
             for queue, concurrency in config.queues.items()
