@@ -286,3 +286,32 @@ async def test_a_running_worker_dispatches_on_its_own(clock: FakeClock) -> None:
                 break
             await asyncio.sleep(0.01)
     assert len(seen) == 1
+
+
+async def test_a_failing_factory_skips_its_slot_and_the_next_one_runs(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    bus, seen = make_bus(rb.MemoryStore(clock=clock))
+    calls: list[datetime] = []
+
+    def flaky(slot: datetime) -> Tick:
+        calls.append(slot)
+        if len(calls) == 1:
+            raise RuntimeError("no data yet")
+        return Tick(slot.isoformat())
+
+    bus.every(60, flaky, name="flaky")
+    async with bus:
+        worker = bus.worker()
+        clock.set(utc(2030, 1, 1, 12, 0, 30))
+        await worker.scheduler.run_once()
+        clock.set(utc(2030, 1, 1, 12, 1))
+        with caplog.at_level(logging.ERROR, logger="relaybus"):
+            assert await worker.scheduler.run_once() == 0
+        assert "building slot 2030-01-01T12:01:00+00:00 failed; the slot is skipped" in caplog.text
+        assert await worker.scheduler.run_once() == 0  # not retried
+        clock.set(utc(2030, 1, 1, 12, 2))
+        assert await worker.scheduler.run_once() == 1
+        await rb.testing.drain(bus)
+    assert seen == ["2030-01-01T12:02:00+00:00"]
+    assert worker.scheduler.total == 1

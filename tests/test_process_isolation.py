@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import relaybus as rb
 from tests.procs.isolated import Crunch, crunch, register
 
 APP = "tests.procs.isolated:bus"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -229,3 +233,28 @@ async def _is(bus: rb.Bus[Any], job_id: int, state: rb.JobState) -> bool:
 
 async def _all(bus: rb.Bus[Any], ids: list[int], state: rb.JobState) -> bool:
     return all([await state_of(bus, job_id) is state for job_id in ids])
+
+
+async def test_the_worker_command_gives_its_app_to_the_children(tmp_path: Path) -> None:
+    """`relaybus worker MODULE:BUS`: the children import the same MODULE:BUS."""
+    dsn = f"sqlite:///{tmp_path / 'jobs.db'}"
+    out = tmp_path / "runs.txt"
+    bus: rb.Bus[None] = rb.Bus(store=rb.SQLiteStore(tmp_path / "jobs.db"))
+    register(bus)
+    env = dict(os.environ, ISOLATED_DSN=dsn)
+    async with bus:
+        busy = (await bus.dispatch(Crunch("busy"))).jobs[0].id
+        ok = (await bus.dispatch(Crunch("ok", str(out)))).jobs[0].id
+        cmd = [sys.executable, "-m", "relaybus", "worker", APP, "--queues", "cpu=2",
+               "--poll-interval", "0.1", "--grace", "2"]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        try:
+            await wait_until(lambda: _is(bus, ok, rb.JobState.COMPLETED), 30, "the ok job")
+            await wait_until(lambda: _is(bus, busy, rb.JobState.DISCARDED), 30, "the timeout")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=30)
+        job = await bus.jobs.get(busy)
+    assert code == 0
+    assert job is not None and [e.kind for e in job.errors] == ["timeout"]
+    assert int(out.read_text().split()[2]) not in (os.getpid(), proc.pid)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import relaybus as rb
+from relaybus.cli import store_for_dsn
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,12 @@ def register(bus: rb.Bus[Any]) -> None:
     )(crunch)
 
 
-bus: rb.Bus[Any] = rb.Bus()
+def _store() -> Any:
+    dsn = os.environ.get("ISOLATED_DSN")  # the command test: a SQLite file shared with it
+    return None if dsn is None else store_for_dsn(dsn, prefix="relaybus_", schema=None)
+
+
+bus: rb.Bus[Any] = rb.Bus(store=_store())
 register(bus)
 
 #: A bus without the process handler: a worker whose children import it cannot start.

@@ -21,7 +21,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .._driver import ListParams
+from .._errors import StoreError
 from .._schedules import Schedule, slot_rows, slot_text
+from .._slots import Every
 from .elector import Elector
 from .service import Env, Periodic
 
@@ -82,7 +84,7 @@ class Scheduler(Periodic):
         self._served = frozenset(served)
         self._since: datetime | None = None  # when this node's current leadership began
         self._last: dict[str, datetime] = {}  # the last slot known dispatched, per schedule
-        self.dispatched: list[tuple[str, datetime]] = []  # this node's dispatches (tests)
+        self.total = 0  # slots this node dispatched (a test and telemetry signal)
 
     def active(self) -> bool:
         if self._elector.is_leader():
@@ -135,9 +137,17 @@ class Scheduler(Periodic):
         chosen = self._apply_policy(schedule, missed) + on_time
         total = 0
         for slot in chosen:
-            if await self._dispatch(self._bus, schedule, slot):
-                total += 1
-                self.dispatched.append((schedule.name, slot))
+            try:
+                if await self._dispatch(self._bus, schedule, slot):
+                    total += 1
+                    self.total += 1
+            except StoreError:
+                raise  # the tick fails and is retried with backoff: this slot is still due
+            except Exception:  # the factory or the event: retrying would fail the same way
+                self.logger.exception(
+                    "%s: building slot %s failed; the slot is skipped",
+                    schedule.describe(), slot_text(slot),
+                )
             self._last[schedule.name] = slot
         self._last[schedule.name] = due[-1]
         return total
@@ -203,8 +213,10 @@ def _due(schedule: Schedule, last: datetime, now: datetime) -> list[datetime]:
     keeps only the newest ``max_missed`` + 1 of them)."""
     bound = schedule.max_missed + 1
     due: list[datetime] = []
-    floor = now - timedelta(days=366 * 50)
-    for slot in schedule.slots.after(max(last, floor)):
+    slots = schedule.slots
+    if isinstance(slots, Every):  # skip ahead instead of walking every slot of an outage
+        last = max(last, now - timedelta(seconds=slots.interval * (bound + 1)))
+    for slot in slots.after(last):
         if slot > now:
             break
         due.append(slot)

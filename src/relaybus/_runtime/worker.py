@@ -232,12 +232,12 @@ class Worker:
         try:
             if not getattr(self.bus, "_open", False):
                 raise StoreClosed("open the bus before running a worker: `async with bus:`")
-            await self.heartbeat.run_once()  # the node row exists before the first claim
             self.pool = pool_for(self.bus.registry, self.config, self.logger)
             if self.pool is not None:
                 await self.pool.start()
             token = CURRENT_POOL.set(self.pool)  # the services' tasks inherit it
             try:
+                await self.heartbeat.run_once()  # the node row exists before the first claim
                 disconnect = await self._connect()
                 try:
                     await self._serve()
