@@ -154,10 +154,8 @@ async def test_a_busy_loop_is_killed_at_its_timeout_and_the_pool_recovers(
         await wait_until(
             lambda: _is(bus, ok, rb.JobState.COMPLETED), 10, "a job in the other child"
         )
-        for n in range(5):
-            await bus.dispatch(Ping(n))
+        ping_ids = [(await bus.dispatch(Ping(n))).jobs[0].id for n in range(5)]
         await wait_until(lambda: len(pings) == 5, 10, "the async jobs")
-        assert await state_of(bus, busy) is rb.JobState.RUNNING
 
         await wait_until(lambda: _is(bus, busy, rb.JobState.DISCARDED), 10, "the timeout")
         job = await bus.jobs.get(busy)
@@ -165,6 +163,12 @@ async def test_a_busy_loop_is_killed_at_its_timeout_and_the_pool_recovers(
         assert [e.kind for e in job.errors] == ["timeout"]
         assert "child process was killed" in job.errors[0].message
         assert pool.replaced == 1
+        ok_job = await bus.jobs.get(ok)
+        ends = [(await bus.jobs.get(i)).finalized_at for i in ping_ids]  # type: ignore[union-attr]
+        assert ok_job is not None and job.finalized_at is not None
+        assert all(
+            end is not None and end < job.finalized_at for end in [*ends, ok_job.finalized_at]
+        )
         await wait_until(lambda: pool.idle == 2, 30, "the replacement child")
         killed = first_pids - set(pool.pids)
         assert len(killed) == 1

@@ -41,7 +41,7 @@ def register(bus: rb.Bus[Any]) -> None:
         Crunch,
         name="tests.isolated.crunch",
         queue="cpu",
-        timeout=1.5,
+        timeout=3,
         max_attempts=1,
         isolation="process",
     )(crunch)
