@@ -168,9 +168,10 @@ class Queues:
         await self._bus.store.resume(check_name("queue", name))
         self._bus.wake(name)
 
-    async def list(self) -> builtins.list[QueueInfo]:
-        """Every queue that holds jobs or is paused, with its job counts by state."""
-        counts = await self._bus.store.stats()
+    async def list(self, *, cap: int | None = None) -> builtins.list[QueueInfo]:
+        """Every queue that holds jobs or is paused, with its job counts by state (``cap``:
+        counted as ``bus.jobs.stats(cap=...)`` does)."""
+        counts = await self._bus.jobs.stats(cap=cap)
         paused = set(await self._bus.store.paused())
         names = sorted(set(counts) | paused)
         return [QueueInfo(name, name in paused, dict(counts.get(name, {}))) for name in names]
