@@ -13,7 +13,7 @@ S = rb.JobState
 
 
 async def test_every_page_renders_from_the_admin_api(store) -> None:
-    async with dashboard(store) as (client, bus, ids):
+    async with dashboard(store) as (client, _bus, ids):
         overview = await client.get("/")
         assert overview.status_code == 200
         assert "Jobs by queue and state" in overview.text
@@ -39,7 +39,7 @@ async def test_every_page_renders_from_the_admin_api(store) -> None:
 
 
 async def test_payload_and_meta_values_are_escaped(store) -> None:
-    async with dashboard(store) as (client, bus, ids):
+    async with dashboard(store) as (client, _bus, ids):
         page = (await client.get(f"/jobs/{ids['script']}")).text
         assert "<script>alert" not in page
         assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
@@ -54,7 +54,7 @@ async def test_payload_and_meta_values_are_escaped(store) -> None:
 
 
 async def test_jobs_filter_by_state_queue_handler_and_text(store) -> None:
-    async with dashboard(store) as (client, bus, ids):
+    async with dashboard(store) as (client, _bus, ids):
 
         async def listed(**params: str) -> list[int]:
             page = await client.get("/jobs", params=params)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -27,6 +28,8 @@ __all__ = ["ACTIONS", "Outcome", "routes"]
 log = logging.getLogger("relaybus.web")
 
 ACTIONS = ("retry", "cancel", "delete")
+_MAX_BODY = 1 << 20
+_MAX_FIELDS = 2 * BULK_LIMIT  # more ids than a bulk action takes are refused by count
 _PAST = {"retry": "retried", "cancel": "cancelled", "delete": "deleted"}
 
 
@@ -48,7 +51,9 @@ def routes(dash: Dashboard) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             if dash.read_only:
                 return _refused(dash, request, "the dashboard is read-only")
-            form = await request.form()
+            form = await _form(request)
+            if form is None:
+                return _refused(dash, request, "not a form (or over 1 MB)", status=400)
             problem = csrf_problem(request, form.get("csrf"))
             if problem is not None:
                 log.warning(
@@ -116,6 +121,23 @@ def routes(dash: Dashboard) -> list[Route]:
         Route("/jobs/bulk", guarded(bulk), methods=["POST"], name="bulk"),
         Route("/queues/{action}", guarded(queue), methods=["POST"], name="queue_action"),
     ]
+
+
+async def _form(request: Request) -> FormData | None:
+    """The URL-encoded form of a POST (what the pages send; no multipart), at most 1 MB."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", ""):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY:
+            return None
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return FormData(pairs)
 
 
 async def _apply(dash: Dashboard, action: str, job_id: int) -> Outcome:
