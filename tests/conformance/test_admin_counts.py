@@ -56,9 +56,7 @@ async def test_capped_stats_read_at_most_cap_jobs_per_state(store) -> None:
             await bus.jobs.stats(cap=0)
 
 
-async def test_throughput_counts_finished_jobs_in_time_buckets(
-    store, clock: FakeClock
-) -> None:
+async def test_throughput_counts_finished_jobs_in_time_buckets(store, clock: FakeClock) -> None:
     bus = rb.Bus(store=store)
 
     @bus.job(Ping, name="conf.count.tp", max_attempts=1)

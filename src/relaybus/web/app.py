@@ -25,7 +25,9 @@ from .._bus import Bus
 from .._driver import Driver
 from .._dsn import mask_text
 from .._errors import StoreError
-from . import actions, pages
+from .actions import routes as action_routes
+from .pages import not_found
+from .pages import routes as page_routes
 from .render import STATES, count_text, pretty, when
 from .security import Auth, AuthMiddleware, csrf_token, remember_csrf
 
@@ -148,15 +150,15 @@ def app(
 
     static = StaticFiles(directory=str(files("relaybus.web").joinpath("static")))
     routes = [
-        *pages.routes(dash),
-        *actions.routes(dash),
+        *page_routes(dash),
+        *action_routes(dash),
         Mount("/static", app=static, name="static"),
     ]
     web = Starlette(
         routes=routes,
         middleware=[Middleware(AuthMiddleware, auth=auth)],
         lifespan=lifespan,
-        exception_handlers={404: pages.not_found(dash), StoreError: store_error},
+        exception_handlers={404: not_found(dash), StoreError: store_error},
     )
     web.state.dashboard = dash
     return web
