@@ -52,6 +52,10 @@ async def test_capped_stats_read_at_most_cap_jobs_per_state(store) -> None:
         # at most 2 available jobs read: which queue they come from is the store's choice
         assert sum(by.get("available", 0) for by in capped.values()) == 2
         assert capped["b"]["scheduled"] == 1  # states under the cap stay exact
+        await bus.queues.pause("c")
+        listed = {q.name: q for q in await bus.queues.list(cap=2)}
+        assert set(listed) == {"a", "b", "c"} and listed["c"].paused
+        assert listed["b"].counts["scheduled"] == 1 and listed["c"].counts == {}
         with pytest.raises(ValueError, match="cap"):
             await bus.jobs.stats(cap=0)
 

@@ -130,3 +130,29 @@ async def test_read_only_mode_shows_no_actions_and_refuses_them(store) -> None:
         assert refused.status_code == 403
         assert (await bus.jobs.get(ids["plain"])).state is S.DISCARDED
         assert not any(q.paused for q in await bus.queues.list())
+
+
+async def test_the_back_link_stays_on_this_site_and_odd_bodies_are_refused(store) -> None:
+    async with dashboard(store) as (client, _bus, ids):
+        for target, expected in [
+            ("/jobs?state=discarded", "/jobs?state=discarded"),
+            ("//evil.example/x", "/jobs"),
+            ("/\\evil.example", "/jobs"),
+            ("https://evil.example/", "/jobs"),
+        ]:
+            page = await post_form(
+                client, "/jobs/bulk", {"action": "retry", "ids": [ids["plain"]], "next": target}
+            )
+            assert page.status_code == 200
+            assert f'href="{expected}" id="back"' in page.text.replace("&amp;", "&"), target
+        token = client.cookies.get("relaybus_csrf")
+        multipart = await client.post(
+            "/jobs/bulk", files={"f": ("x", b"y")}, data={"csrf": token, "action": "retry"}
+        )
+        assert multipart.status_code == 400 and "not a URL-encoded form" in multipart.text
+        huge = await client.post(
+            "/jobs/bulk",
+            content=b"csrf=" + token.encode() + b"&ids=1" * 300_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert huge.status_code == 400

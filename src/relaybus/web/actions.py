@@ -53,7 +53,12 @@ def routes(dash: Dashboard) -> list[Route]:
                 return _refused(dash, request, "the dashboard is read-only")
             form = await _form(request)
             if form is None:
-                return _refused(dash, request, "not a form (or over 1 MB)", status=400)
+                return _refused(
+                    dash,
+                    request,
+                    "not a URL-encoded form (or over 1 MB, or too many fields)",
+                    status=400,
+                )
             problem = csrf_problem(request, form.get("csrf"))
             if problem is not None:
                 log.warning(
@@ -201,7 +206,13 @@ async def _matching(
 def _back(request: Request, form: FormData) -> str:
     """Where the outcome page links back to: a path of this site only."""
     target = form.get("next")
-    if isinstance(target, str) and target.startswith("/") and not target.startswith("//"):
+    if (
+        isinstance(target, str)
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and all(ch.isprintable() for ch in target)
+    ):
         return target
     return request.url_for("jobs").path
 
