@@ -42,6 +42,7 @@ from ._types import (
     NodeInfo,
     Priority,
     QueueInfo,
+    Throughput,
 )
 from .stores import registry
 from .stores.memory import MemoryStore
@@ -89,6 +90,7 @@ __all__ = [
     "PostgresStore",
     "Priority",
     "QueueInfo",
+    "Throughput",
     "RelaybusError",
     "Replace",
     "Retention",
