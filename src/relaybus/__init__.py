@@ -43,6 +43,7 @@ from ._types import (
     NodeInfo,
     Priority,
     QueueInfo,
+    Throughput,
 )
 from .stores import registry
 from .stores.memory import MemoryStore
@@ -90,6 +91,7 @@ __all__ = [
     "PostgresStore",
     "Priority",
     "QueueInfo",
+    "Throughput",
     "RelaybusError",
     "Replace",
     "Retention",
