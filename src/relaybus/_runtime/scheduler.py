@@ -146,7 +146,8 @@ class Scheduler(Periodic):
             except Exception:  # the factory or the event: retrying would fail the same way
                 self.logger.exception(
                     "%s: building slot %s failed; the slot is skipped",
-                    schedule.describe(), slot_text(slot),
+                    schedule.describe(),
+                    slot_text(slot),
                 )
             self._last[schedule.name] = slot
         self._last[schedule.name] = due[-1]
@@ -159,7 +160,8 @@ class Scheduler(Periodic):
                     "%s: its slot records are jobs on queue %r, which this worker does not "
                     "serve; run a worker on it (they complete at once) or pass queue= to the "
                     "schedule, or they wait there until one does",
-                    schedule.describe(), schedule.queue,
+                    schedule.describe(),
+                    schedule.queue,
                 )
 
     def _apply_policy(self, schedule: Schedule, missed: list[datetime]) -> list[datetime]:
