@@ -31,6 +31,7 @@ from ._events import Event
 from ._handlers import Handler, JobHandler
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
+from ._schedules import Schedule
 from ._types import (
     PENDING_STATES,
     DispatchResult,
@@ -42,6 +43,7 @@ from ._types import (
     NodeInfo,
     Priority,
     QueueInfo,
+    Throughput,
 )
 from .stores import registry
 from .stores.memory import MemoryStore
@@ -90,11 +92,13 @@ __all__ = [
     "PostgresStore",
     "Priority",
     "QueueInfo",
+    "Throughput",
     "RelaybusError",
     "Replace",
     "Retention",
     "SQLAlchemyStore",
     "SQLiteStore",
+    "Schedule",
     "Snooze",
     "StoreClosed",
     "StoreError",

@@ -13,6 +13,7 @@ from .._context import ContextFactory
 from .._driver import Claimed, Completion
 from .._errors import Cancel, Discard, Snooze
 from .._handlers import JobSpec, Registry
+from .._isolation.protocol import ChildError
 from .._middleware import HandlerMiddleware, run_with_middleware
 from .._options import Exponential
 from .._types import JobError, JobInfo
@@ -88,7 +89,7 @@ class Executor:
     ) -> None:
         self._registry = registry
         self._middleware = middleware
-        self._contexts = contexts
+        self._new_context = contexts.for_job  # a bound method: the cheapest call
         self._clock = clock
         self._logger = logger
 
@@ -102,6 +103,8 @@ class Executor:
         spec = self._registry.job_by_name.get(job.handler)
         timeout = self.timeout_of(job)
         note = "" if spec is None or spec.is_async else " (sync handler abandoned in its thread)"
+        if spec is not None and spec.isolation == "process":
+            note = " (process handler: its child process was killed)"
         return self._failed(job, spec, "timeout", f"timed out after {timeout}s{note}")
 
     async def execute_with_timeout(self, job: Claimed) -> Completion:
@@ -119,26 +122,36 @@ class Executor:
             if deadline is not None:
                 deadline.handle.cancel()
 
-
-    def _prepare(self, job: Claimed) -> tuple[JobSpec, Any] | Completion:
-        """The job's handler and decoded event, or the failed attempt when it has neither."""
-        spec = self._registry.job_by_name.get(job.handler)
+    def _unprepared(self, job: Claimed, spec: JobSpec | None) -> Completion:
+        """The failed attempt of a job with no handler here, an undecodable stored field or
+        the wrong event (the cases ``execute``'s fast path leaves to this slow path)."""
         if spec is None:
             return self._failed(
                 job, None, "unknown_handler", f"no job handler named {job.handler!r} on this bus"
             )
         if job.problem is not None:  # a stored field did not decode (see Claimed.problem)
             return self._failed(job, spec, "decode_error", job.problem)
+        name = self._registry.codecs[spec.event].name
+        return self._failed(
+            job,
+            spec,
+            "decode_error",
+            f"job holds event {job.event!r} but handler {spec.name!r} takes {name!r}",
+        )
+
+    async def execute(self, job: Claimed) -> Completion:
+        """Run ``job`` (no timeout: the caller enforces it by cancelling the task): the handler
+        inside the middleware, and how it ended mapped to a Completion. One coroutine per job:
+        this is the hot path, so the common case is inline and the rare ones are in
+        ``_unprepared``."""
+        spec = self._registry.job_by_name.get(job.handler)
+        if spec is None:
+            return self._unprepared(job, None)
         codec = self._registry.codecs[spec.event]
-        if job.event != codec.name:
-            return self._failed(
-                job,
-                spec,
-                "decode_error",
-                f"job holds event {job.event!r} but handler {spec.name!r} takes {codec.name!r}",
-            )
+        if job.problem is not None or job.event != codec.name:
+            return self._unprepared(job, spec)
         try:
-            return spec, codec.decode(job.payload)
+            event = codec.decode(job.payload)
         except Exception as exc:
             return self._failed(
                 job,
@@ -146,20 +159,11 @@ class Executor:
                 "decode_error",
                 f"payload does not decode into {spec.event.__qualname__}: {exc}",
             )
-
-    async def execute(self, job: Claimed) -> Completion:
-        """Run ``job`` (no timeout: the caller enforces it by cancelling the task): the handler
-        inside the middleware, and how it ended mapped to a Completion. One coroutine per job
-        (this is the hot path); the lookups are in ``_prepare``."""
-        prepared = self._prepare(job)
-        if isinstance(prepared, Completion):
-            return prepared
-        spec, event = prepared
         info = JobInfo(
             job.id, job.handler, job.attempt, job.max_attempts, job.queue, job.priority,
             job.meta, job.inserted_at, job.scheduled_at,
         )  # fmt: skip
-        ctx = self._contexts(event, spec.name, job.meta, info)
+        ctx = self._new_context(event, spec.name, job.meta, info)
         middleware = self._middleware
         logger = self._logger
         debug = logger.isEnabledFor(logging.DEBUG)  # a cached lookup: cheap per job
@@ -199,6 +203,8 @@ class Executor:
         return Completion(job.id, job.attempt, "completed")
 
     def _raised(self, job: Claimed, spec: JobSpec, exc: BaseException) -> Completion:
+        if isinstance(exc, ChildError):  # raised in a child process: its own kind and traceback
+            return self._failed(job, spec, exc.kind, exc.message, exc.remote_traceback)
         if not isinstance(exc, Exception):
             self._logger.error(
                 "job %s (%s) on %s attempt %s raised %s: a failed attempt; the worker keeps "
