@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from ..stores._sql.migrator import migrate
 from ..stores.registry import for_sqlalchemy
 from ..stores.sqlalchemy.executor import PARAMSTYLES
-from ..stores.sqlalchemy.tx import SyncTx, drive
+from ..stores.sqlalchemy.tx import SyncTx, drive, multi_statement_queries
 from .tables import TAG, table_names
 
 __all__ = [
@@ -100,7 +100,7 @@ def apply(bind: Connection, version: int, *, prefix: str, schema: str | None) ->
     if kind.has_schema:
         args["schema"] = schema or "public"
     dialect = kind.load_dialect()(**args)
-    tx = SyncTx(bind, dialect)
+    tx = SyncTx(bind, dialect, multi_statement_queries(dialect))
     now = dialect.encode_time(datetime.now(UTC))
     drive(dialect.on_migrate(tx))
     return drive(migrate(tx, dialect, now, _logger, upto=version))

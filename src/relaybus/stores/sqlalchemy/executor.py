@@ -35,7 +35,7 @@ from ..._errors import StoreClosed, StoreError
 from .._sql.dialect import Dialect, ErrorKind
 from .._sql.executor import Tx
 from ..postgres.listener import Listener
-from .tx import SyncTx, drive, driver_error
+from .tx import SyncTx, drive, driver_error, multi_statement_queries
 
 __all__ = ["PARAMSTYLES", "SQLAlchemyExecutor"]
 
@@ -69,6 +69,7 @@ class SQLAlchemyExecutor:
         self._dialect = dialect
         self._max_size = min(max_size, dialect.max_connections or max_size)
         self._kind_of = kind_of
+        self._multi = multi_statement_queries(dialect)
         self._idle: list[AsyncConnection] = []
         self._slots: asyncio.Semaphore | None = None
         self._open = False
@@ -169,11 +170,11 @@ class SQLAlchemyExecutor:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_on_caller(self, work: Callable[[Tx], Awaitable[T]], conn: Any) -> T:
-        dialect = self._dialect
+        dialect, multi = self._dialect, self._multi
 
         def body(sync_conn: Connection) -> T:
             with sync_conn.begin_nested():
-                return drive(work(SyncTx(sync_conn, dialect, caller=True)))  # type: ignore[arg-type]
+                return drive(work(SyncTx(sync_conn, dialect, multi, caller=True)))  # type: ignore[arg-type]
 
         try:
             connection = await caller_connection(conn)
@@ -189,14 +190,14 @@ class SQLAlchemyExecutor:
         transaction: bool = False,
     ) -> T:
         """Run ``work`` on the store's ``conn``, in one greenlet (see ``tx.py``)."""
-        dialect = self._dialect
+        dialect, multi = self._dialect, self._multi
 
         async def in_transaction(tx: Tx) -> T:
             async with tx.transaction():
                 return await work(tx)
 
         def body(sync_conn: Connection) -> T:
-            tx = SyncTx(sync_conn, dialect)
+            tx = SyncTx(sync_conn, dialect, multi)
             return drive(in_transaction(tx) if transaction else work(tx))  # type: ignore[arg-type]
 
         return await conn.run_sync(body)

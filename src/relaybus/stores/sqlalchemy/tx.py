@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 
 from .._sql.dialect import Dialect
 
-__all__ = ["SyncTx", "drive", "driver_error"]
+__all__ = ["SyncTx", "drive", "driver_error", "multi_statement_queries"]
 
 T = TypeVar("T")
 _POSITIONAL = frozenset({"numeric", "qmark"})
@@ -50,41 +50,84 @@ def drive(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("work on a SQLAlchemy connection awaited something other than its Tx")
 
 
+def multi_statement_queries(dialect: Dialect) -> dict[str, list[str]]:
+    """The dialect's named queries of several statements, split (a client that runs one
+    statement per call runs them one after another; the last one's rows are the answer)."""
+    split = {}
+    for name, query in dialect.queries.items():
+        pieces = dialect.statements(query.sql)
+        if len(pieces) > 1:
+            if dialect.paramstyle in _POSITIONAL:  # positional binds would need renumbering
+                raise ValueError(f"query {name!r} of several statements needs named binds")
+            split[name] = pieces
+    return split
+
+
 class SyncTx:
     """Named queries on one sync ``Connection`` (``caller``: the caller's, in a savepoint).
-    Driver errors come out unwrapped (:func:`driver_error`), for the dialect's classifier."""
+    Driver errors come out unwrapped (:func:`driver_error`), for the dialect's classifier.
 
-    __slots__ = ("_conn", "_dialect", "_positional", "_q", "caller")
+    ``commit=True`` on the statement a work knows is its last commits the transaction right
+    after it (the Tx protocol's extension MySQL's dialect uses)."""
 
-    def __init__(self, conn: Connection, dialect: Dialect, *, caller: bool = False) -> None:
+    __slots__ = (
+        "_committed", "_conn", "_dialect", "_in_tx", "_multi", "_positional", "_q", "caller",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        conn: Connection,
+        dialect: Dialect,
+        multi: Mapping[str, list[str]],
+        *,
+        caller: bool = False,
+    ) -> None:
         self._conn = conn
         self._dialect = dialect
         self._q = dialect.queries
+        self._multi = multi
         self._positional = dialect.paramstyle in _POSITIONAL
         self.caller = caller
+        self._in_tx = False
+        self._committed = False
 
     def _run(self, name: str, args: Mapping[str, Any]) -> Any:
         q = self._q[name]
         params: Any = q.positional(args) if self._positional else args
         try:
-            return self._conn.exec_driver_sql(q.sql, params)
+            pieces = self._multi.get(name)
+            if pieces is None:
+                return self._conn.exec_driver_sql(q.sql, params)
+            for piece in pieces[:-1]:
+                self._conn.exec_driver_sql(piece, params).close()
+            return self._conn.exec_driver_sql(pieces[-1], params)
         except sa_exc.DBAPIError as exc:
             raise driver_error(exc) from None
 
-    async def fetch(self, name: str, args: Mapping[str, Any]) -> list[Any]:
+    async def fetch(self, name: str, args: Mapping[str, Any], *, commit: bool = False) -> list[Any]:
         result = self._run(name, args)
-        return list(result.fetchall()) if result.returns_rows else []
+        rows = list(result.fetchall()) if result.returns_rows else []
+        if commit:
+            self._commit_now()
+        return rows
 
     async def fetchrow(self, name: str, args: Mapping[str, Any]) -> Any | None:
         result = self._run(name, args)
         return result.first() if result.returns_rows else None
 
-    async def execute(self, name: str, args: Mapping[str, Any]) -> int:
+    async def execute(self, name: str, args: Mapping[str, Any], *, commit: bool = False) -> int:
         result = self._run(name, args)
         count = int(result.rowcount)  # before closing: a closed psycopg cursor has none
         if result.returns_rows:
             result.close()
+        if commit:
+            self._commit_now()
         return count
+
+    def _commit_now(self) -> None:
+        if self._in_tx and not self._committed:
+            self._run("commit", {}).close()
+            self._committed = True
 
     async def insert(self, name: str, args: Mapping[str, Any]) -> int:
         """Run a one-row INSERT; the id it assigned."""
@@ -120,14 +163,18 @@ class SyncTx:
     async def transaction(self) -> AsyncIterator[None]:
         """The dialect's own BEGIN/COMMIT (the store's connections run in autocommit); on the
         caller's connection nothing: the whole work already runs in a savepoint."""
-        if self.caller:
+        if self.caller or self._in_tx:  # the caller's savepoint, or ours: join it
             yield
             return
         await self.execute("begin", {})
+        self._in_tx, self._committed = True, False
         try:
             yield
         except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):  # a cancelled one is discarded
-                await self.execute("rollback", {})
+            self._in_tx = False
+            if not self._committed and not isinstance(exc, asyncio.CancelledError):
+                await self.execute("rollback", {})  # a cancelled one is discarded
             raise
-        await self.execute("commit", {})
+        self._in_tx = False
+        if not self._committed:
+            await self.execute("commit", {})
