@@ -4,7 +4,8 @@ docs/benchmarks.md.
 Groups: ``inline`` (A), ``stores`` (B: MemoryStore, SQLiteStore), ``postgres`` (C: relaybus on
 PostgreSQL side by side with PgQueuer, Procrastinate, Chancy and Oban for Python, plus the
 flat-cost check), ``mysql`` (D: relaybus on MySQL/MariaDB with asyncmy and aiomysql next to
-relaybus on PostgreSQL). Each group's figures are kept in benchmarks/results/<group>.json, so
+relaybus on PostgreSQL), ``sqlalchemy`` (E: SQLAlchemyStore next to each database's native
+store). Each group's figures are kept in benchmarks/results/<group>.json, so
 ``--only`` re-runs one group and the document is rebuilt from the latest figures of all groups.
 """
 
@@ -21,7 +22,7 @@ from ._common import DOC_PATH, ROOT, GroupResult, Table, load_average, log
 
 #: The hand-written part of the page (how to compare two revisions), kept by every rebuild.
 COMPARING = ROOT / "benchmarks" / "comparing.md"
-GROUPS = ("inline", "stores", "postgres", "mysql")
+GROUPS = ("inline", "stores", "postgres", "mysql", "sqlalchemy")
 
 
 def _runner(name: str) -> Callable[..., GroupResult]:
@@ -41,6 +42,10 @@ def _runner(name: str) -> Callable[..., GroupResult]:
         from . import mysql
 
         return mysql.run_group
+    if name == "sqlalchemy":
+        from . import sqlalchemy_store
+
+        return sqlalchemy_store.run_group
     raise SystemExit(f"unknown group {name!r}; choose from {', '.join(GROUPS)}")
 
 

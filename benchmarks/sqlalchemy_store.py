@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import relaybus as rb
 
+from ._common import GroupResult, Table, fmt_num, machine_facts
+
 PG_DSN = os.environ.get("RELAYBUS_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_DSN = os.environ.get("RELAYBUS_BENCH_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
 SQLITE_PATH = Path(tempfile.gettempdir()) / f"relaybus-bench-sa-{os.getuid()}.db"
@@ -100,9 +102,16 @@ async def fresh(database: str) -> None:
         await engine.dispose()
 
 
-async def remaining(store: Any) -> int:
-    stats = await store.stats()
-    return sum(n for by in stats.values() for s, n in by.items() if s != "completed")
+#: "Anything unfinished?" through an index (not a count of every row every 10 ms).
+_UNFINISHED = (
+    f"SELECT 1 FROM {PREFIX}jobs"  # noqa: S608 - a constant prefix
+    " WHERE state IN ('available', 'running', 'retryable', 'scheduled') LIMIT 1"
+)
+
+
+async def remaining(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return (await conn.exec_driver_sql(_UNFINISHED)).first() is not None
 
 
 async def batch(kind: str, batches: int, size: int = 1000) -> float:
@@ -135,9 +144,13 @@ async def process(kind: str, n: int) -> float:
             started = time.perf_counter()
             proc.stdin.write(b"go\n")
             proc.stdin.flush()
-            while await remaining(bus.store):
-                await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - started
+            watch = create_async_engine(_url(stores.database), pool_size=1)
+            try:
+                while await remaining(watch):
+                    await asyncio.sleep(0.01)
+                elapsed = time.perf_counter() - started
+            finally:
+                await watch.dispose()
             proc.terminate()
             proc.wait(timeout=30)
             return n / elapsed
@@ -188,6 +201,52 @@ def table(medians: dict[str, dict[str, float]]) -> str:
             cells.append(cell)
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: SQLAlchemyStore against its native store (issue target), per database and metric.
+TARGET = 0.75
+
+
+def run_group(*, quick: bool) -> GroupResult:
+    """Group E of ``python -m benchmarks``: the table above and the targets."""
+    medians = asyncio.run(run(quick, DATABASES))
+    headers = ["store", "batch/s", "process/s"]
+    rows = []
+    targets: list[tuple[str, str, bool | None]] = []
+    for kind, values in medians.items():
+        database, flavour = kind.split("/")
+        base = medians[f"{database}/native"]
+        cells = [kind]
+        for metric in headers[1:]:
+            cell = fmt_num(values[metric], 0)
+            if flavour == "sqlalchemy":
+                ratio = values[metric] / base[metric]
+                cell += f" ({ratio:.2f}x)"
+                targets.append((
+                    f"SQLAlchemyStore on {database} {metric}: >= {TARGET}x its native store",
+                    f"{fmt_num(values[metric], 0)} vs {fmt_num(base[metric], 0)} = {ratio:.2f}x",
+                    ratio >= TARGET,
+                ))  # fmt: skip
+            cells.append(cell)
+        rows.append(cells)
+    rounds = 1 if quick else 3
+    return GroupResult(
+        name="sqlalchemy",
+        title="E. SQLAlchemyStore next to the native store on the same database",
+        intro=[
+            "`python -m benchmarks --only sqlalchemy` (or `python -m benchmarks.sqlalchemy_store "
+            "[--quick]` for the table alone). Each database's native store and SQLAlchemyStore "
+            "(`postgresql+asyncpg`, `mysql+asyncmy` on MariaDB, `sqlite+aiosqlite`) on the same "
+            f"tables, interleaved in every round ({rounds} round(s)): batch enqueue (1,000 per "
+            "`dispatch_many`) and processing by one worker process (concurrency 10, no-op "
+            "handler, timed until no job is unfinished). Ratios are against the native store in "
+            "the same run.",
+        ],
+        tables=[Table("SQLAlchemyStore and the native stores (medians of rounds)", headers, rows)],
+        facts=machine_facts(),
+        raw={"medians": medians},
+        targets=targets,
+    )
 
 
 def main() -> None:
