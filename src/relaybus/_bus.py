@@ -20,7 +20,7 @@ from ._middleware import (
     run_with_middleware,
 )
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._plan import JobOptions, Plan, build_jobs
+from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
 from ._types import DispatchResult, InsertResult, NodeInfo
 from ._validate import check_name, optional_seconds
@@ -67,6 +67,7 @@ class Bus(Generic[S]):
         errors: ErrorMode = "raise",
         max_payload_bytes: int = 1_048_576,
         validate: bool = False,
+        lifecycle_events: bool = False,
         logger: logging.Logger | None = None,
     ) -> None:
         if errors not in ("raise", "log"):
@@ -91,6 +92,16 @@ class Bus(Generic[S]):
         self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._cancellers: list[Callable[[int], None]] = []
         self._open = False
+        #: Whether the store raises ``rb.JobDiscarded`` / ``rb.JobCancelled`` for this bus's
+        #: handlers, in the transaction of each state change (see docs/lifecycle-events.md).
+        self.lifecycle_events = bool(lifecycle_events)
+        if self.lifecycle_events:
+            if getattr(self.store, "lifecycle", None) is not None:
+                raise ConfigurationError(
+                    f"{self.store!r} already raises lifecycle events for another bus: give "
+                    "each Bus(lifecycle_events=True) a store of its own"
+                )
+            self.store.lifecycle = LifecyclePlanner(self._plan, self.logger.getChild("lifecycle"))
 
     def __repr__(self) -> str:
         return f"Bus(store={self.store!r})"

@@ -212,6 +212,9 @@ class Worker:
         try:
             if not getattr(self.bus, "_open", False):
                 raise StoreClosed("open the bus before running a worker: `async with bus:`")
+            # Room in the pool for this node's own statements while every slot holds a
+            # ctx.transaction() (at least concurrency + 3 connections).
+            self.bus.store.reserve_connections(sum(self.config.queues.values()))
             await self.heartbeat.run_once()  # the node row exists before the first claim
             disconnect = await self._connect()
             try:

@@ -13,6 +13,7 @@ from ..._types import TERMINAL_STATES, Job, JobState, NodeInfo
 from .base import RERUNS as _RERUNS
 from .base import SQLBase
 from .executor import Tx
+from .lifecycle import raise_lifecycle
 from .rows import to_job
 
 __all__ = ["AdminOps"]
@@ -107,6 +108,7 @@ class AdminOps(SQLBase):
                     "error": self._error_text(error),
                 },
             )
+            await raise_lifecycle(self, tx, (job_id,))
 
         await self._rerun(work, atomic=True)
         return await self._job(job_id)

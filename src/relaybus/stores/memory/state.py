@@ -10,8 +10,9 @@ from datetime import datetime
 
 from ..._clock import Clock, SystemClock
 from ..._codec import decode_payload, meta_object
+from ..._driver import LifecycleJobs, NewJob
 from ..._errors import StoreClosed
-from ..._jobrules import finish_keep_mask, holds_key
+from ..._jobrules import finish_keep_mask, holds_key, lifecycle_event
 from ..._types import TERMINAL_STATES, Job, JobError, JobState
 
 __all__ = ["MemoryState", "Row"]
@@ -88,6 +89,8 @@ class MemoryState:
         self._nodes: dict[str, datetime] = {}
         self._leader: tuple[str, datetime] | None = None
         self._paused: set[str] = set()
+        #: Set by a Bus(lifecycle_events=True): the jobs of each lifecycle event.
+        self.lifecycle: LifecycleJobs | None = None
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -148,7 +151,14 @@ class MemoryState:
         if state in TERMINAL_STATES:
             row.finalized_at = now
             self._finished[state].append((now, row.id))
+            if self.lifecycle is not None:
+                name = lifecycle_event(state, row.event)
+                if name is not None:  # in the same step as the change, like a transaction
+                    self._raise_lifecycle(self.lifecycle.jobs_for(name, row.to_job()), now)
         else:
             row.finalized_at = None
         return None
 
+    def _raise_lifecycle(self, jobs: list[NewJob], now: datetime) -> None:
+        """Insert the jobs of a lifecycle event (``MemoryStore`` inserts them)."""
+        raise NotImplementedError
