@@ -15,7 +15,7 @@ import pytest
 
 import relaybus as rb
 
-from ._support import Ping, beat, claim, job_of, one_id
+from ._support import Ping, Pong, beat, claim, job_of, one_id
 
 S = rb.JobState
 TTL = 30
@@ -321,3 +321,33 @@ async def test_every_slot_in_a_transaction_leaves_room_for_the_worker(
         else:
             assert executor.pool.max_size == slots + 3
     assert await effects.keys() == list(range(slots))
+
+
+async def test_follow_up_jobs_dispatched_on_conn_commit_with_the_job(store, effects, clock) -> None:
+    """On PostgreSQL and MySQL ``dispatch(..., conn=conn)`` inside the block joins the
+    transaction: the follow-up jobs exist exactly when the job completed."""
+    if effects.kind == "sqlite":
+        pytest.skip("SQLiteStore takes no conn=: it owns its connections")
+    bus = rb.Bus(store=store)
+    followed: list[int] = []
+
+    @bus.job(Ping, name="conf.tx.source", backoff=rb.Constant(10))
+    async def source(event: Ping, ctx: rb.Context) -> None:
+        async with ctx.transaction() as conn:
+            await effects.write(conn, ctx.job.attempt)
+            await ctx.bus.dispatch(Pong(ctx.job.attempt), conn=conn)
+            if ctx.job.attempt == 1:
+                raise ValueError("rolled back with its follow-up")
+
+    @bus.job(Pong, name="conf.tx.follow_up")
+    async def follow_up(event: Pong, ctx: rb.Context) -> None:
+        followed.append(event.n)
+
+    async with bus:
+        await bus.dispatch(Ping(1))
+        await rb.testing.drain(bus)
+        assert await bus.jobs.list(handler="conf.tx.follow_up") == []
+        clock.advance(10)
+        await rb.testing.drain(bus)
+        assert followed == [2]
+        assert await effects.keys() == [2]

@@ -406,6 +406,9 @@ class MySQLExecutor(HeldConnections):
     def _own_tx(self, conn: Any) -> MyTx:
         return MyTx(conn, self._q, caller=False)
 
+    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+        return not isinstance(exc, self.driver.error) and not _in_transaction(conn)
+
     # -- running work
     async def run(
         self,

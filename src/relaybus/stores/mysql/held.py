@@ -51,16 +51,28 @@ class HeldConnections:
     def _own_tx(self, conn: Any) -> _OwnTx:
         raise NotImplementedError
 
+    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+        """Whether ``conn`` may go back to the pool after the handler's block raised ``exc``."""
+        raise NotImplementedError
+
     @contextlib.asynccontextmanager
     async def hold(self) -> AsyncIterator[_MyHeld]:
         """A pooled connection in a transaction for a job's own writes, with the store's
         session settings (READ COMMITTED, UTC, strict sql_mode, a bounded lock wait); nothing is
         retried here (a deadlock fails the handler's attempt: the job retries)."""
         pool = self._pool()
+        theirs: Exception | None = None
         async with self._room, pool.borrow() as conn:
             held = _MyHeld(conn, self._own_tx(conn))
-            async with held.tx.transaction():
-                yield held
+            try:
+                async with held.tx.transaction():
+                    yield held
+            except Exception as exc:
+                if not self._reusable(conn, exc):
+                    raise  # the pool closes the connection
+                theirs = exc  # the handler's own error, rolled back: the connection is fine
+        if theirs is not None:
+            raise theirs
 
     def reserve(self, concurrency: int) -> None:
         """Grow the pool to at least ``concurrency + ROOM`` connections for every worker."""
