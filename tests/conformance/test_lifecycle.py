@@ -406,3 +406,55 @@ async def test_lifecycle_events_take_job_handlers_only(store) -> None:
 
     with pytest.raises(rb.ConfigurationError, match="another bus"):
         rb.Bus(store=store, lifecycle_events=True)
+
+
+class Exploding:
+    """A lifecycle planner that fails: the state change must roll back with its event."""
+
+    calls = 0
+
+    def jobs_for(self, event: str, job: rb.Job) -> list[Any]:
+        Exploding.calls += 1
+        raise RuntimeError(f"cannot plan {event} for job {job.id}")
+
+
+async def test_a_state_change_commits_only_with_its_lifecycle_event(store, clock) -> None:
+    """Atomicity, path by path: when the event's jobs cannot be inserted, the change that
+    raised them is rolled back too (the job is left as it was)."""
+    bus, seen = _bus(store)
+    blocking = frozenset({S.SCHEDULED, S.AVAILABLE, S.RUNNING})
+
+    @bus.job(Ping, name="conf.life.atomic", unique=rb.Unique(states=blocking))
+    async def h(event: Ping, ctx: rb.Context) -> None: ...
+
+    async with bus:
+        planner = store.lifecycle
+        w = bus.worker(queues={"default": 1}, node_ttl=TTL, max_rescues=1)
+        ids = [one_id(r) for r in await bus.dispatch_many([Ping(n) for n in range(3)])]
+        await beat(store, "node-a", ttl=3600)
+        claimed = {c.id: c for c in await claim(store, "node-a")}
+        error = rb.JobError(clock.now(), 1, "discarded", "no")
+        store.lifecycle = Exploding()
+        discard = [Completion(ids[0], 1, "discard", error)]
+        with pytest.raises(RuntimeError, match="cannot plan"):
+            await store.complete_many(discard)
+        assert (await job_of(bus, ids[0])).state is S.RUNNING
+        with pytest.raises(RuntimeError, match="cannot plan"):
+            await store.fetch(FetchParams("default", 1, "node-a", 2, False, discard))
+        assert (await job_of(bus, ids[0])).state is S.RUNNING
+        with pytest.raises(RuntimeError, match="cannot plan"):
+            await bus.jobs.cancel(ids[1])
+        assert (await job_of(bus, ids[1])).state is S.RUNNING
+        await beat(store, "node-a", ttl=0.001)
+        clock.advance(1)
+        with pytest.raises(RuntimeError, match="cannot plan"):
+            await w.rescuer.run_once()
+        assert {(await job_of(bus, i)).state for i in ids} == {S.RUNNING}
+        # With the planner back, every change applies once, with its event.
+        store.lifecycle = planner
+        assert await store.complete_many(discard) == [ids[0]]
+        assert (await bus.jobs.cancel(ids[1])).state is S.CANCELLED
+        assert await w.rescuer.run_once() == 1
+        assert (await job_of(bus, ids[2])).errors[-1].kind == "worker_lost"
+        assert await seen.counts() == (2, 1)
+        assert len(claimed) == 3

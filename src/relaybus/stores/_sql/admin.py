@@ -13,7 +13,7 @@ from ..._types import TERMINAL_STATES, Job, JobState, NodeInfo
 from .base import RERUNS as _RERUNS
 from .base import SQLBase
 from .executor import Tx
-from .lifecycle import raise_lifecycle
+from .lifecycle import KeepOpen, raise_lifecycle
 from .rows import to_job
 
 __all__ = ["AdminOps"]
@@ -90,6 +90,8 @@ class AdminOps(SQLBase):
         now = self._now_arg()
 
         async def work(tx: Tx) -> None:
+            if self.lifecycle is not None:
+                tx = KeepOpen(tx)
             job = await self._lock(tx, job_id)
             if job.state in TERMINAL_STATES:
                 return

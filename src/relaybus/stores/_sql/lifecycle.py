@@ -10,8 +10,9 @@ connection, so they commit or roll back with the change: exactly one event per s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..._driver import NewJob
 from ..._jobrules import RunEnd, lifecycle_event, may_raise_lifecycle
@@ -22,7 +23,7 @@ from .rows import to_job
 if TYPE_CHECKING:
     from .base import SQLBase
 
-__all__ = ["raise_lifecycle", "raising", "raised_ids"]
+__all__ = ["KeepOpen", "raise_lifecycle", "raised_ids", "raising"]
 
 T = TypeVar("T")
 
@@ -76,3 +77,38 @@ class _OnTx:
 
     def kind_of(self, exc: BaseException) -> ErrorKind | None:
         return self._store.kind_of(exc)
+
+
+class KeepOpen:
+    """``tx`` for work that goes on after a statement a dialect would otherwise end the
+    transaction with (MySQL lets a work's last statement carry the ``COMMIT``): here no
+    statement commits, so what follows -- the lifecycle event's jobs, or the commit of a
+    handler's transaction -- stays in the same transaction."""
+
+    __slots__ = ("_tx",)
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+
+    async def fetch(self, name: str, args: Mapping[str, Any], **_: Any) -> list[Any]:
+        return await self._tx.fetch(name, args)
+
+    async def fetchrow(self, name: str, args: Mapping[str, Any], **_: Any) -> Any | None:
+        return await self._tx.fetchrow(name, args)
+
+    async def execute(self, name: str, args: Mapping[str, Any], **_: Any) -> int:
+        return await self._tx.execute(name, args)
+
+    async def executemany(
+        self, name: str, rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]]
+    ) -> None:
+        await self._tx.executemany(name, rows)
+
+    async def script(self, sql: str) -> None:
+        await self._tx.script(sql)
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        return self._tx.transaction()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)  # a dialect's own Tx methods (MySQL: insert)

@@ -10,7 +10,7 @@ from ..._jobrules import finish_keep_mask, rescue_end, unique_conflict_error
 from ..._types import TERMINAL_STATES, JobState
 from .base import SQLBase
 from .executor import Tx
-from .lifecycle import raise_lifecycle, raised_ids, raising
+from .lifecycle import KeepOpen, raise_lifecycle, raised_ids, raising
 
 __all__ = ["MaintenanceOps"]
 
@@ -60,6 +60,8 @@ class MaintenanceOps(SQLBase):
         args = {"now": now, "limit": params.limit, "channel": self._channel()}
 
         async def work(tx: Tx) -> list[str]:
+            if self.lifecycle is not None:
+                tx = KeepOpen(tx)
             queues = set(await self.dialect.stage_due(tx, args))
             for row in await tx.fetch("due_contested", args):
                 if await self._stage_contested(tx, row):
@@ -114,9 +116,11 @@ class MaintenanceOps(SQLBase):
                 )
                 for job_id, attempt, max_attempts, rescues, node, node_lost, db_now in rows
             ]
+            if not raising(self, ends):
+                return len(await self.dialect.end_runs(tx, ends, rows[0][6]))
+            tx = KeepOpen(tx)
             applied = await self.dialect.end_runs(tx, ends, rows[0][6])
-            if raising(self, ends):
-                await raise_lifecycle(self, tx, raised_ids(ends, applied))
+            await raise_lifecycle(self, tx, raised_ids(ends, applied))
             return len(applied)
 
         return await self._write(work, atomic=True)

@@ -22,7 +22,7 @@ from .admin import AdminOps
 from .dialect import Dialect, ErrorKind
 from .executor import Executor, Tx
 from .ledger import ClaimLedger
-from .lifecycle import raise_lifecycle, raised_ids, raising
+from .lifecycle import KeepOpen, raise_lifecycle, raised_ids, raising
 from .maintenance import MaintenanceOps
 from .migrator import applied_versions, migrate
 from .rows import to_claimed
@@ -194,9 +194,11 @@ class SQLStore(AdminOps, MaintenanceOps):
         events = raising(self, ends)
 
         async def work(tx: Tx) -> list[int]:
+            if not events:
+                return await self.dialect.end_runs(tx, ends, now)
+            tx = KeepOpen(tx)
             applied = await self.dialect.end_runs(tx, ends, now)
-            if events:
-                await raise_lifecycle(self, tx, raised_ids(ends, applied))
+            await raise_lifecycle(self, tx, raised_ids(ends, applied))
             return applied
 
         applied = await self._write(work, atomic=events)
@@ -228,7 +230,7 @@ class SQLStore(AdminOps, MaintenanceOps):
                 now = self._now_arg()
 
                 async def work(tx: Tx) -> list[int]:
-                    return await self.dialect.end_runs(tx, [end], now)
+                    return await self.dialect.end_runs(KeepOpen(tx), [end], now)
 
                 if job_id not in await held.run(work):
                     raise JobLost(job_id, attempt)  # rolls the handler's writes back

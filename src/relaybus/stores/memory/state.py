@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..._clock import Clock, SystemClock
@@ -151,13 +151,25 @@ class MemoryState:
         if state in TERMINAL_STATES:
             row.finalized_at = now
             self._finished[state].append((now, row.id))
-            if self.lifecycle is not None:
-                name = lifecycle_event(state, row.event)
-                if name is not None:  # in the same step as the change, like a transaction
-                    self._raise_lifecycle(self.lifecycle.jobs_for(name, row.to_job()), now)
         else:
             row.finalized_at = None
         return None
+
+    def _lifecycle_jobs(
+        self, row: Row, state: JobState, now: datetime, error: JobError | None, attempt: int
+    ) -> list[NewJob]:
+        """The jobs of the lifecycle event ``row`` raises as it moves to ``state`` with
+        ``error``, planned *before* the change is applied: a planner that fails leaves the row
+        as it was (the change and its event happen together or not at all)."""
+        if self.lifecycle is None:
+            return []
+        name = lifecycle_event(state, row.event)
+        if name is None:
+            return []
+        before = row.to_job()
+        errors = before.errors if error is None else (*before.errors, error)
+        after = replace(before, state=state, attempt=attempt, errors=errors, finalized_at=now)
+        return self.lifecycle.jobs_for(name, after)
 
     def _raise_lifecycle(self, jobs: list[NewJob], now: datetime) -> None:
         """Insert the jobs of a lifecycle event (``MemoryStore`` inserts them)."""

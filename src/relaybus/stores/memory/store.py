@@ -205,7 +205,8 @@ class MemoryStore(MemoryAdmin):
         return applied
 
     def _end_run(self, row: Row, end: RunEnd, now: datetime) -> None:
-        """Apply a decided end of a run (see ``_jobrules``)."""
+        """Apply a decided end of a run (see ``_jobrules``), with its lifecycle event."""
+        raised = self._lifecycle_jobs(row, end.state, now, end.error, row.attempt - end.refund)
         if end.error is not None:
             row.errors.append(end.error)
         row.attempt -= end.refund
@@ -213,6 +214,7 @@ class MemoryStore(MemoryAdmin):
         if end.delay is not None:
             row.scheduled_at = now + timedelta(seconds=end.delay)
         self._move(row, end.state, now)
+        self._raise_lifecycle(raised, now)
 
     # -- nodes and maintenance
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:
@@ -267,8 +269,11 @@ class MemoryStore(MemoryAdmin):
             count += 1
             holder = self._move(row, _AVAILABLE, now)
             if holder is not None:
-                row.errors.append(unique_conflict_error(now, row.attempt, holder))
+                error = unique_conflict_error(now, row.attempt, holder)
+                raised = self._lifecycle_jobs(row, JobState.DISCARDED, now, error, row.attempt)
+                row.errors.append(error)
                 self._move(row, JobState.DISCARDED, now)
+                self._raise_lifecycle(raised, now)
             else:
                 queues.add(row.queue)
         return sorted(queues)

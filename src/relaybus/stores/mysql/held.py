@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .._sql.executor import Tx
 
@@ -20,14 +20,10 @@ T = TypeVar("T")
 ROOM = 3
 
 
-class _OwnTx(Tx, Protocol):
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]: ...
-
-
 class _MyHeld:
     __slots__ = ("connection", "tx")
 
-    def __init__(self, conn: Any, tx: _OwnTx) -> None:
+    def __init__(self, conn: Any, tx: Tx) -> None:
         self.connection = conn
         self.tx = tx
 
@@ -48,7 +44,7 @@ class HeldConnections:
     def _pool(self) -> Any:
         raise NotImplementedError
 
-    def _own_tx(self, conn: Any) -> _OwnTx:
+    def _own_tx(self, conn: Any) -> Tx:
         raise NotImplementedError
 
     def _reusable(self, conn: Any, exc: BaseException) -> bool:
@@ -63,14 +59,20 @@ class HeldConnections:
         pool = self._pool()
         theirs: Exception | None = None
         async with self._room, pool.borrow() as conn:
-            held = _MyHeld(conn, self._own_tx(conn))
+            # Begun at once (not with the store's first statement, as the store's own work
+            # does): the handler's statements on ``conn`` come first.
+            await conn.begin()
             try:
-                async with held.tx.transaction():
-                    yield held
-            except Exception as exc:
-                if not self._reusable(conn, exc):
+                yield _MyHeld(conn, self._own_tx(conn))
+            except BaseException as exc:
+                if not isinstance(exc, asyncio.CancelledError):
+                    with contextlib.suppress(Exception):
+                        await conn.rollback()
+                if not isinstance(exc, Exception) or not self._reusable(conn, exc):
                     raise  # the pool closes the connection
                 theirs = exc  # the handler's own error, rolled back: the connection is fine
+            else:
+                await conn.commit()
         if theirs is not None:
             raise theirs
 
