@@ -136,6 +136,9 @@ class AsyncpgExecutor:
 
     # -- lifecycle
     async def open(self) -> None:
+        if not self._own_pool and self._reserved == 0:  # the user's pool: its own size
+            self._max_size = self.pool.get_max_size()
+            self._room = asyncio.Semaphore(max(1, self._max_size - ROOM))
         if self._own_pool and self.pool is None:
             pool = LightPool(self._connect, min_size=self._min_size, max_size=self._max_size)
             await pool.open()  # raises StoreError (password masked) when it cannot connect
@@ -245,7 +248,6 @@ class AsyncpgExecutor:
                 ROOM,
                 wanted,
             )
-            self._max_size = size
 
     def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
         async def run() -> None:
