@@ -8,6 +8,7 @@ Every test counts the lifecycle jobs in the store itself (``bus.jobs.list(handle
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -200,8 +201,6 @@ async def test_a_worker_carrying_completions_raises_each_event_once(store, clock
 
 
 async def _tick() -> None:
-    import asyncio
-
     await asyncio.sleep(0.02)
 
 
@@ -458,3 +457,31 @@ async def test_a_state_change_commits_only_with_its_lifecycle_event(store, clock
         assert (await job_of(bus, ids[2])).errors[-1].kind == "worker_lost"
         assert await seen.counts() == (2, 1)
         assert len(claimed) == 3
+
+
+async def test_racing_changes_of_one_job_raise_one_event(store, clock) -> None:
+    """Ten concurrent admin cancels, a stale completion and a rescue of the same job (on the
+    server stores, each on its own connection): one change wins, one event exists."""
+    bus, seen = _bus(store)
+
+    @bus.job(Ping, name="conf.life.race")
+    async def h(event: Ping, ctx: rb.Context) -> None: ...
+
+    async with bus:
+        w = bus.worker(queues={"default": 1}, node_ttl=TTL, max_rescues=1)
+        job_id = one_id(await bus.dispatch(Ping(1)))
+        [run] = await claim(store, "dead-node")
+        clock.advance(TTL + 1)
+        error = rb.JobError(clock.now(), 1, "discarded", "late")
+        results = await asyncio.gather(
+            *(bus.jobs.cancel(job_id) for _ in range(10)),
+            store.complete_many([Completion(job_id, run.attempt, "discard", error)]),
+            w.rescuer.run_once(),
+            return_exceptions=True,
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        job = await job_of(bus, job_id)
+        assert job.state in (S.CANCELLED, S.DISCARDED)
+        assert sum(await seen.counts()) == 1
+        expected = (1, 0) if job.state is S.DISCARDED else (0, 1)
+        assert await seen.counts() == expected
