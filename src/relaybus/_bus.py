@@ -13,6 +13,7 @@ from ._context import Context, Dispatch
 from ._driver import Driver, Inserted, NewJob
 from ._errors import ConfigurationError, DispatchError
 from ._handlers import HandlerFunc, Registry, check_priority
+from ._lifecycle import LIFECYCLE_CLASSES
 from ._middleware import (
     DispatchMiddleware,
     HandlerMiddleware,
@@ -32,6 +33,7 @@ S = TypeVar("S")
 F = TypeVar("F", bound=HandlerFunc)
 
 ErrorMode = Literal["raise", "log"]
+LIFECYCLE = tuple(LIFECYCLE_CLASSES.values())
 
 
 def _check_options(
@@ -111,6 +113,12 @@ class Bus(Generic[S]):
         if not self._open:
             await self.store.open()
             self._open = True
+            if not self.lifecycle_events and any(c in self.registry.jobs for c in LIFECYCLE):
+                self.logger.warning(
+                    "this bus has job handlers of rb.JobDiscarded / rb.JobCancelled but "
+                    "lifecycle_events=False: they never run (use rb.Bus(..., "
+                    "lifecycle_events=True))"
+                )
 
     async def close(self) -> None:
         if self._open:

@@ -485,3 +485,11 @@ async def test_racing_changes_of_one_job_raise_one_event(store, clock) -> None:
         assert sum(await seen.counts()) == 1
         expected = (1, 0) if job.state is S.DISCARDED else (0, 1)
         assert await seen.counts() == expected
+
+
+async def test_lifecycle_handlers_on_a_bus_without_them_are_warned_about(store, caplog) -> None:
+    bus: rb.Bus[Any] = rb.Bus(store=store)
+    Seen(bus)
+    async with bus:
+        pass
+    assert any("lifecycle_events=False" in r.getMessage() for r in caplog.records)
