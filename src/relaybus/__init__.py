@@ -44,6 +44,7 @@ from ._types import (
     NodeInfo,
     Priority,
     QueueInfo,
+    Throughput,
 )
 from .stores import registry
 from .stores.memory import MemoryStore
@@ -94,6 +95,7 @@ __all__ = [
     "PostgresStore",
     "Priority",
     "QueueInfo",
+    "Throughput",
     "RelaybusError",
     "Replace",
     "Retention",
