@@ -33,6 +33,7 @@ from ._handlers import Handler, JobHandler
 from ._lifecycle import JobCancelled, JobDiscarded
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
+from ._schedules import Schedule
 from ._types import (
     PENDING_STATES,
     DispatchResult,
@@ -100,6 +101,7 @@ __all__ = [
     "Replace",
     "Retention",
     "SQLiteStore",
+    "Schedule",
     "Snooze",
     "StoreClosed",
     "StoreError",

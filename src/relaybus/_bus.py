@@ -23,6 +23,8 @@ from ._middleware import (
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
+from ._schedules import Schedule, Schedules, ScheduleSlot
+from ._slots import Cron, Every, Slots
 from ._types import DispatchResult, InsertResult, NodeInfo
 from ._validate import check_name, optional_seconds
 from .stores.memory import MemoryStore
@@ -88,6 +90,8 @@ class Bus(Generic[S]):
         self.registry = Registry()
         self.middleware: list[HandlerMiddleware] = list(middleware)
         self.dispatch_middleware: list[DispatchMiddleware] = []
+        #: The periodic schedules (``every`` / ``cron``), dispatched by the leading worker.
+        self.schedules = Schedules()
         self.jobs = Jobs(self)
         self.queues = Queues(self)
         self._plans: dict[type, Plan] = {}
@@ -159,8 +163,11 @@ class Bus(Generic[S]):
         backoff: BackoffLike | None = None,
         unique: Unique | None = None,
         replace: Replace | None = None,
+        isolation: Literal["process"] | None = None,
     ) -> Callable[[F], F]:
-        """Register a job handler: each dispatch inserts one job for it into the store."""
+        """Register a job handler: each dispatch inserts one job for it into the store.
+        ``isolation="process"``: a plain ``def`` handler runs in a child process of the
+        worker's pool, killed at its timeout (see docs/isolation.md)."""
 
         def decorator(func: F) -> F:
             self.registry.add_job(
@@ -174,10 +181,62 @@ class Bus(Generic[S]):
                 backoff=backoff,
                 unique=unique,
                 replace=replace,
+                isolation=isolation,
             )
             return func
 
         return decorator
+
+    def every(
+        self,
+        interval: float | timedelta,
+        event: Any,
+        *,
+        name: str | None = None,
+        missed: str = "latest",
+        queue: str = "default",
+        max_missed: int = 100,
+    ) -> Schedule:
+        """Dispatch ``event`` (an event, or a factory called with the slot time or nothing)
+        every ``interval`` (seconds or timedelta), at multiples of it since the Unix epoch (UTC).
+        The leading worker dispatches each slot exactly once; see docs/periodic-events.md."""
+        return self._add_schedule(Every(interval), event, name, missed, queue, max_missed)
+
+    def cron(
+        self,
+        expr: str,
+        event: Any,
+        *,
+        name: str | None = None,
+        tz: str | None = None,
+        missed: str = "latest",
+        queue: str = "default",
+        max_missed: int = 100,
+    ) -> Schedule:
+        """Dispatch ``event`` at the times matching the five-field cron expression ``expr`` in
+        the time zone ``tz`` (an IANA name; default UTC). Needs ``relaybus[cron]``."""
+        return self._add_schedule(Cron(expr, tz), event, name, missed, queue, max_missed)
+
+    def _add_schedule(
+        self, slots: Slots, event: Any, name: str | None, missed: str, queue: str, max_missed: int
+    ) -> Schedule:
+        schedule = self.schedules.build(
+            slots, event, name=name, missed=missed, queue=queue, max_missed=max_missed
+        )
+        self.registry.add_job(
+            ScheduleSlot,
+            Schedules.record_handler,
+            name=schedule.record_handler,
+            queue=queue,
+            priority=3,
+            max_attempts=1,
+            timeout=60.0,
+            backoff=None,
+            unique=None,
+            replace=None,
+        )
+        self.schedules.add(schedule)
+        return schedule
 
     def register(self, handler: object) -> None:
         """Register a class-based ``rb.Handler[E]`` or ``rb.JobHandler[E]`` instance."""
@@ -412,8 +471,13 @@ class Bus(Generic[S]):
         prune_interval: float | timedelta = 60.0,
         retention: Retention | None = None,
         handle_signals: bool = False,
+        app: str | None = None,
+        process_pool: int | None = None,
     ) -> Worker:
-        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``."""
+        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``.
+
+        ``app="module:bus"`` names this bus for the child processes of process handlers
+        (``isolation="process"``), ``process_pool`` their number."""
         config = WorkerConfig.build(
             queues=queues,
             node=node,
@@ -426,6 +490,8 @@ class Bus(Generic[S]):
             prune_interval=prune_interval,
             retention=retention,
             handle_signals=handle_signals,
+            app=app,
+            process_pool=process_pool,
         )
         return Worker(self, config)
 
