@@ -1,7 +1,8 @@
 """Exactly-once effects across a real crash: a worker process SIGKILLed between its handler's
 write in ``ctx.transaction()`` and the commit, and one SIGKILLed right after the commit. The
 effect (a row the handler wrote on the transaction's connection) exists exactly once and the job
-is completed exactly once, by the run whose transaction committed.
+is completed exactly once, by the run whose transaction committed. And lifecycle events across
+real crashes: a poison job discarded as ``worker_lost`` raises one ``JobDiscarded``.
 
 The processes are ``tests.procs.txapp`` workers; the tests wait on conditions in the database
 and the run log (with deadlines), never on fixed sleeps.
@@ -166,3 +167,47 @@ async def test_sigkill_after_the_commit(target: Target, workers: Workers) -> Non
         assert await bus.jobs.get(job_id) == done  # completed once, never touched again
         assert [e for e in await effects(target) if e[0] == job_id] == [(job_id, 1, first.pid)]
         assert [w for w in lines(target.log, "wrote") if w[0] == job_id] == [(job_id, 1, first.pid)]
+
+
+async def test_a_poison_job_lost_with_its_processes_raises_one_job_discarded(
+    target: Target, workers: Workers
+) -> None:
+    """A job that kills its worker every time is discarded by the rescuer of a live node
+    (``worker_lost``); its JobDiscarded event is inserted with that discard, once, and handled."""
+    async with _bus(target) as bus:
+        poison = (await bus.dispatch(Effect(0, "always_exit"))).jobs[0].id
+        restarts = 0
+
+        async def discarded_while_supervised() -> rb.Job | None:
+            nonlocal restarts
+            job = await bus.jobs.get(poison)
+            if job is not None and job.state is rb.JobState.DISCARDED:
+                return job
+            if not [p for p in workers.procs if p.poll() is None]:
+                workers.start(f"w{restarts}")  # a supervisor: restart the killed worker
+                restarts += 1
+            return None
+
+        job = await wait_until(discarded_while_supervised, 120, "the poison job's discard")
+        assert job.errors[-1].kind == "worker_lost"
+        if not [p for p in workers.procs if p.poll() is None]:
+            workers.start("after")
+        await wait_until(lambda: lines_of(target.log, "dead"), 60, "the dead letter")
+        [(kind, dead_job)] = [(d[1], d[0]) for d in lines_of(target.log, "dead")]
+        assert (dead_job, kind) == (poison, "worker_lost")
+        letters = await bus.jobs.list(handler="procs.dead_letter")
+        assert [(j.state, j.payload["job"]["id"]) for j in letters] == [
+            (rb.JobState.COMPLETED, poison)
+        ]
+
+
+def lines_of(log: Path, kind: str) -> list[tuple[int, str]]:
+    """(job id, error kind) of every ``dead`` line."""
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] == kind:
+            out.append((int(parts[1]), parts[2]))
+    return out

@@ -24,7 +24,7 @@ from tests.procs.app import log_line
 @dataclass(frozen=True)
 class Effect(rb.Event, name="procs.effect"):
     n: int
-    mode: str = "plain"  # plain | pause_before_commit | pause_after_commit
+    mode: str = "plain"  # plain | pause_before_commit | pause_after_commit | always_exit
 
 
 def effects_table(dsn: str, schema: str | None) -> str:
@@ -44,13 +44,22 @@ async def write_effect(conn: Any, dsn: str, table: str, row: tuple[int, int, int
 
 
 def build_bus(dsn: str, schema: str | None, log: str) -> rb.Bus[Any]:
-    bus: rb.Bus[Any] = rb.Bus(store=store_for_dsn(dsn, prefix="relaybus_", schema=schema))
+    store = store_for_dsn(dsn, prefix="relaybus_", schema=schema)
+    bus: rb.Bus[Any] = rb.Bus(store=store, lifecycle_events=True)
     table = effects_table(dsn, schema)
+
+    @bus.job(rb.JobDiscarded, name="procs.dead_letter", queue="dead", timeout=None)
+    async def dead_letter(event: rb.JobDiscarded, ctx: rb.Context[Any]) -> None:
+        assert ctx.job is not None
+        job = event.job
+        log_line(log, f"dead {job.id} {job.errors[-1].kind} {ctx.job.id} {os.getpid()}")
 
     @bus.job(Effect, name="procs.effect", max_attempts=5, timeout=None, backoff=rb.Constant(0))
     async def effect(event: Effect, ctx: rb.Context[Any]) -> None:
         assert ctx.job is not None
         job, attempt, pid = ctx.job.id, ctx.job.attempt, os.getpid()
+        if event.mode == "always_exit":
+            os._exit(3)  # the job kills its process, every time (a poison job)
         async with ctx.transaction() as conn:
             await write_effect(conn, dsn, table, (job, attempt, pid))
             log_line(log, f"wrote {job} {attempt} {pid}")
@@ -67,7 +76,7 @@ async def worker(args: argparse.Namespace) -> None:
     bus = build_bus(args.dsn, args.schema, args.log)
     async with bus:
         w = bus.worker(
-            queues={"default": 2},
+            queues={"default": 2, "dead": 1},
             node=args.node,
             poll_interval=0.2,
             heartbeat_interval=0.3,
