@@ -206,7 +206,11 @@ class MemoryStore(MemoryAdmin):
 
     def _end_run(self, row: Row, end: RunEnd, now: datetime) -> None:
         """Apply a decided end of a run (see ``_jobrules``), with its lifecycle event."""
-        raised = self._lifecycle_jobs(row, end.state, now, end.error, row.attempt - end.refund)
+        raised = (
+            None
+            if self.lifecycle is None  # the hot path: no call per job
+            else self._lifecycle_jobs(row, end.state, now, end.error, row.attempt - end.refund)
+        )
         if end.error is not None:
             row.errors.append(end.error)
         row.attempt -= end.refund
@@ -214,7 +218,8 @@ class MemoryStore(MemoryAdmin):
         if end.delay is not None:
             row.scheduled_at = now + timedelta(seconds=end.delay)
         self._move(row, end.state, now)
-        self._raise_lifecycle(raised, now)
+        if raised:
+            self._raise_lifecycle(raised, now)
 
     # -- nodes and maintenance
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:
