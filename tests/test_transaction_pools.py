@@ -1,6 +1,7 @@
-"""ctx.transaction() and a pool the store does not own: a user's asyncpg.Pool is never resized;
+"""ctx.transaction() and the connections behind it: a user's asyncpg.Pool is never resized;
 when it is smaller than the worker's concurrency + 3 the worker says so, and handlers take turns
-holding transactions so that the node's own statements keep connections."""
+holding transactions so that the node's own statements keep connections. An in-memory SQLite
+database has no second connection to give."""
 
 from __future__ import annotations
 
@@ -66,3 +67,24 @@ async def test_a_small_user_pool_is_warned_about_and_still_works(caplog) -> None
         await pool.close()
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+@dataclass(frozen=True)
+class Note(rb.Event, name="pools.note"):
+    n: int
+
+
+async def test_an_in_memory_sqlite_database_refuses_clearly() -> None:
+    bus: rb.Bus[Any] = rb.Bus(store=rb.SQLiteStore(":memory:"))
+
+    @bus.job(Note, name="pools.note", max_attempts=1)
+    async def note(event: Note, ctx: rb.Context) -> None:
+        async with ctx.transaction():
+            pass
+
+    async with bus:
+        job_id = (await bus.dispatch(Note(1))).jobs[0].id
+        await rb.testing.drain(bus)
+        job = await bus.jobs.get(job_id)
+    assert job is not None and job.state is rb.JobState.DISCARDED
+    assert "needs a SQLite database file" in job.errors[-1].message
