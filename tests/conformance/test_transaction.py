@@ -82,8 +82,7 @@ class Effects:
 
 @pytest.fixture
 async def effects(store, store_kind) -> Effects:
-    if store_kind == "memory":
-        pytest.skip("MemoryStore has no transactions (see test_memory_store_refuses_clearly)")
+    assert store_kind != "memory", "mark the test @pytest.mark.stores(...) without memory"
     fx = Effects(store, store_kind)
     await store.open()
     try:
@@ -93,6 +92,7 @@ async def effects(store, store_kind) -> Effects:
     return fx
 
 
+@pytest.mark.stores("sqlite", "postgres", "mysql")
 async def test_the_commit_completes_the_job_with_its_effect(store, effects, clock) -> None:
     bus = rb.Bus(store=store)
     types: list[type] = []
@@ -122,6 +122,7 @@ async def test_the_commit_completes_the_job_with_its_effect(store, effects, cloc
         assert all(issubclass(t, asyncmy.connection.Connection) for t in types)
 
 
+@pytest.mark.stores("sqlite", "postgres", "mysql")
 async def test_an_error_in_the_block_rolls_the_effect_back(store, effects, clock) -> None:
     bus = rb.Bus(store=store)
 
@@ -145,6 +146,7 @@ async def test_an_error_in_the_block_rolls_the_effect_back(store, effects, clock
         assert await effects.keys() == [2]
 
 
+@pytest.mark.stores("sqlite", "postgres", "mysql")
 async def test_once_committed_nothing_after_the_block_fails_the_job(store, effects, clock) -> None:
     bus = rb.Bus(store=store)
 
@@ -162,6 +164,7 @@ async def test_once_committed_nothing_after_the_block_fails_the_job(store, effec
         assert await effects.keys() == [5]
 
 
+@pytest.mark.stores("sqlite", "postgres", "mysql")
 async def test_a_stale_run_is_rolled_back_and_raises_job_lost(store, effects, clock) -> None:
     """A node paused past its lease comes back after its job was rescued and rerun: its
     transaction's commit is fenced off, so its writes never exist."""
@@ -199,9 +202,8 @@ async def test_a_stale_run_is_rolled_back_and_raises_job_lost(store, effects, cl
         assert await effects.keys() == [2]
 
 
+@pytest.mark.stores("postgres", "mysql")
 async def test_a_cancelled_job_rolls_its_transaction_back(store, effects, clock) -> None:
-    if effects.kind == "sqlite":
-        pytest.skip("SQLite: the transaction holds the single writer, so no cancel commits first")
     bus = rb.Bus(store=store)
 
     @bus.job(Ping, name="conf.tx.cancelled")
@@ -220,6 +222,7 @@ async def test_a_cancelled_job_rolls_its_transaction_back(store, effects, clock)
         assert (await job_of(bus, job_id)).state is S.CANCELLED
 
 
+@pytest.mark.stores("sqlite", "postgres", "mysql")
 async def test_one_transaction_per_run(store, effects, clock) -> None:
     bus = rb.Bus(store=store)
     failures: list[str] = []
@@ -255,9 +258,8 @@ async def test_inline_handlers_have_no_transaction(store) -> None:
     assert "job handlers" in str(error)
 
 
+@pytest.mark.stores("memory")
 async def test_memory_store_refuses_clearly(store, store_kind, clock) -> None:
-    if store_kind != "memory":
-        pytest.skip("SQL stores have transactions")
     bus = rb.Bus(store=store)
 
     @bus.job(Ping, name="conf.tx.memory", max_attempts=1)
@@ -274,13 +276,12 @@ async def test_memory_store_refuses_clearly(store, store_kind, clock) -> None:
     assert "needs a SQL store" in job.errors[-1].message
 
 
+@pytest.mark.stores("postgres", "mysql")
 async def test_every_slot_in_a_transaction_leaves_room_for_the_worker(
     store, effects, clock
 ) -> None:
     """A pool smaller than the worker's concurrency grows to concurrency + 3 when the worker
     starts: with every slot holding a transaction, the node's own statements still run."""
-    if effects.kind == "sqlite":
-        pytest.skip("SQLite has no pool: each transaction opens a connection of its own")
     slots = 4
     executor = store._executor
     bus = rb.Bus(store=store)
@@ -323,11 +324,10 @@ async def test_every_slot_in_a_transaction_leaves_room_for_the_worker(
     assert await effects.keys() == list(range(slots))
 
 
+@pytest.mark.stores("postgres", "mysql")
 async def test_follow_up_jobs_dispatched_on_conn_commit_with_the_job(store, effects, clock) -> None:
     """On PostgreSQL and MySQL ``dispatch(..., conn=conn)`` inside the block joins the
     transaction: the follow-up jobs exist exactly when the job completed."""
-    if effects.kind == "sqlite":
-        pytest.skip("SQLiteStore takes no conn=: it owns its connections")
     bus = rb.Bus(store=store)
     followed: list[int] = []
 
