@@ -18,6 +18,7 @@ from ._errors import (
     DispatchError,
     EventError,
     HandlerOutcome,
+    JobLost,
     JobNotFound,
     JobRunning,
     PayloadTooLarge,
@@ -29,6 +30,7 @@ from ._errors import (
 )
 from ._events import Event
 from ._handlers import Handler, JobHandler
+from ._lifecycle import JobCancelled, JobDiscarded
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
 from ._schedules import Schedule
@@ -78,9 +80,12 @@ __all__ = [
     "HandlerOutcome",
     "InsertResult",
     "Job",
+    "JobCancelled",
+    "JobDiscarded",
     "JobError",
     "JobHandler",
     "JobInfo",
+    "JobLost",
     "JobNotFound",
     "JobRunning",
     "JobState",

@@ -13,6 +13,7 @@ from ._context import Context, Dispatch
 from ._driver import Driver, Inserted, NewJob
 from ._errors import ConfigurationError, DispatchError
 from ._handlers import HandlerFunc, Registry, check_priority
+from ._lifecycle import LIFECYCLE_CLASSES
 from ._middleware import (
     DispatchMiddleware,
     HandlerMiddleware,
@@ -20,7 +21,7 @@ from ._middleware import (
     run_with_middleware,
 )
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._plan import JobOptions, Plan, build_jobs
+from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
 from ._schedules import Schedule, Schedules, ScheduleSlot
 from ._slots import Cron, Every, Slots
@@ -34,6 +35,7 @@ S = TypeVar("S")
 F = TypeVar("F", bound=HandlerFunc)
 
 ErrorMode = Literal["raise", "log"]
+LIFECYCLE = tuple(LIFECYCLE_CLASSES.values())
 
 
 def _check_options(
@@ -69,6 +71,7 @@ class Bus(Generic[S]):
         errors: ErrorMode = "raise",
         max_payload_bytes: int = 1_048_576,
         validate: bool = False,
+        lifecycle_events: bool = False,
         logger: logging.Logger | None = None,
     ) -> None:
         if errors not in ("raise", "log"):
@@ -95,6 +98,16 @@ class Bus(Generic[S]):
         self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._cancellers: list[Callable[[int], None]] = []
         self._open = False
+        #: Whether the store raises ``rb.JobDiscarded`` / ``rb.JobCancelled`` for this bus's
+        #: handlers, in the transaction of each state change (see docs/lifecycle-events.md).
+        self.lifecycle_events = bool(lifecycle_events)
+        if self.lifecycle_events:
+            if getattr(self.store, "lifecycle", None) is not None:
+                raise ConfigurationError(
+                    f"{self.store!r} already raises lifecycle events for another bus: give "
+                    "each Bus(lifecycle_events=True) a store of its own"
+                )
+            self.store.lifecycle = LifecyclePlanner(self._plan, self.logger.getChild("lifecycle"))
 
     def __repr__(self) -> str:
         return f"Bus(store={self.store!r})"
@@ -104,6 +117,12 @@ class Bus(Generic[S]):
         if not self._open:
             await self.store.open()
             self._open = True
+            if not self.lifecycle_events and any(c in self.registry.jobs for c in LIFECYCLE):
+                self.logger.warning(
+                    "this bus has job handlers of rb.JobDiscarded / rb.JobCancelled but "
+                    "lifecycle_events=False: they never run (use rb.Bus(..., "
+                    "lifecycle_events=True))"
+                )
 
     async def close(self) -> None:
         if self._open:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._errors import ConfigurationError
 from ._types import JobInfo
 
 if TYPE_CHECKING:
@@ -38,9 +40,13 @@ class Context(Generic[S]):
     - ``logger``: a logger for handler code; every record carries the run's job id, handler,
       queue and attempt as ``extra`` fields (built on first use)
     - ``event`` and ``handler``: the event being handled and the handler's name (for middleware)
+    - ``transaction()``: in a job handler on a SQL store, a connection whose commit also
+      completes the job (exactly-once effects; see docs/exactly-once.md)
     """
 
-    __slots__ = ("_adapter", "_logger", "bus", "event", "handler", "job", "meta", "state")
+    __slots__ = (
+        "_adapter", "_logger", "_transacted", "bus", "event", "handler", "job", "meta", "state",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -60,6 +66,32 @@ class Context(Generic[S]):
         self._logger = logger
         self._adapter: JobLogger | None = None
         self.job = job
+        self._transacted = False
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """``async with ctx.transaction() as conn:`` -- a connection of the job's own store, in
+        a transaction whose commit also completes this job, fenced like every completion: if
+        this run is stale (the job was rescued and rerun elsewhere, or cancelled), the
+        transaction is rolled back, none of its writes exist, and ``rb.JobLost`` is raised.
+
+        ``conn`` is an ``asyncpg`` connection (PostgresStore), the driver's connection
+        (MySQLStore: asyncmy or aiomysql), or a ``sqlite3.Connection`` holding SQLite's write
+        lock (SQLiteStore). Once the block commits the job is completed: nothing the handler
+        does afterwards can fail or retry it. One per run; job handlers only; MemoryStore
+        raises ``ConfigurationError``.
+        """
+        job = self.job
+        if job is None:
+            raise ConfigurationError(
+                "ctx.transaction() is for job handlers: an inline handler has no job to complete"
+            )
+        if self._transacted:
+            raise ConfigurationError(
+                f"ctx.transaction() was already used by this run of job {job.id}: its commit "
+                "completes the job, so a run has one transaction"
+            )
+        self._transacted = True
+        return self.bus.store.transaction(job.id, job.attempt)
 
     @property
     def logger(self) -> JobLogger:

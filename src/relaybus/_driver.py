@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -37,6 +38,7 @@ __all__ = [
     "FetchParams",
     "HeartbeatParams",
     "Inserted",
+    "LifecycleJobs",
     "ListParams",
     "NewJob",
     "PruneParams",
@@ -197,6 +199,17 @@ class ListParams:
     newest_first: bool = False
 
 
+class LifecycleJobs(Protocol):
+    """How a store learns the jobs of a lifecycle event (``Bus(lifecycle_events=True)`` sets
+    one on its store as ``store.lifecycle``): the bus plans them, the store inserts them in the
+    transaction of the state change. Never raises; a job record that cannot be encoded is
+    logged and raises no jobs (a state change is never blocked by its lifecycle event)."""
+
+    def jobs_for(self, event: str, job: Job) -> list[NewJob]:
+        """The jobs of the handlers of lifecycle event ``event`` (a wire name) about ``job``."""
+        ...
+
+
 @runtime_checkable
 class Driver(Protocol):
     """What a store implements. See the module docstring: INTERNAL, not semver-stable."""
@@ -207,6 +220,9 @@ class Driver(Protocol):
     #: True when every job comes from this process (MemoryStore): local wake-ups see every
     #: insert, so workers need not poll fast for other processes' jobs.
     in_process: bool
+    #: Set by a ``Bus(lifecycle_events=True)``: the store inserts lifecycle event jobs in the
+    #: transaction of each state change that raises one (see ``_jobrules.lifecycle_event``).
+    lifecycle: LifecycleJobs | None
 
     async def open(self) -> None: ...
 
@@ -221,6 +237,19 @@ class Driver(Protocol):
 
     async def complete_many(self, completions: Sequence[Completion]) -> list[int]:
         """Apply completions; return the ids that were applied (the rest were stale)."""
+        ...
+
+    def transaction(self, job_id: int, attempt: int) -> AbstractAsyncContextManager[Any]:
+        """``ctx.transaction()``: a connection of the store in a transaction whose commit also
+        completes run (``job_id``, ``attempt``), fenced like ``complete_many``; a stale run's
+        transaction is rolled back (``JobLost``). Stores without connections raise
+        ``ConfigurationError`` on entry."""
+        ...
+
+    def reserve_connections(self, concurrency: int) -> None:
+        """A worker of ``concurrency`` slots starts: size the pool so that its own statements
+        keep room while every slot holds a ``transaction`` (at least concurrency + 3
+        connections; a pool the store does not own is checked, with a warning)."""
         ...
 
     # -- nodes and maintenance

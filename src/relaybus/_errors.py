@@ -7,6 +7,7 @@
     ├── DispatchError (also ExceptionGroup)       inline handlers failed
     ├── JobNotFound (also LookupError)            admin call with an unknown id
     ├── JobRunning                                admin delete of a running job
+    ├── JobLost                                   ctx.transaction() of a stale run: rolled back
     ├── UniqueConflict                            admin retry blocked by a unique holder
     ├── StoreError                                the store failed or is misused
     │   └── StoreClosed                           used before ``async with bus`` / after close
@@ -25,6 +26,7 @@ __all__ = [
     "DispatchError",
     "EventError",
     "HandlerOutcome",
+    "JobLost",
     "JobNotFound",
     "JobRunning",
     "PayloadTooLarge",
@@ -58,6 +60,20 @@ class JobNotFound(RelaybusError, LookupError):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"no job with id {job_id}")
         self.job_id = job_id
+
+
+class JobLost(RelaybusError):
+    """``ctx.transaction()`` could not complete its job: the run is stale (the job was rescued
+    and rerun, cancelled, or finished meanwhile), so the transaction was rolled back and none
+    of its writes exist."""
+
+    def __init__(self, job_id: int, attempt: int) -> None:
+        super().__init__(
+            f"job {job_id} is no longer running attempt {attempt} (rescued, cancelled or "
+            "finished meanwhile): its transaction was rolled back"
+        )
+        self.job_id = job_id
+        self.attempt = attempt
 
 
 class JobRunning(RelaybusError):

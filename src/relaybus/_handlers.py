@@ -15,8 +15,11 @@ from ._context import Context
 from ._errors import ConfigurationError, EventError
 from ._events import Event, EventCodec, codec_for
 from ._isolation.call import process_handler
+from ._lifecycle import LIFECYCLE_CLASSES
 from ._options import BackoffLike, Replace, Unique, resolve_backoff
 from ._validate import check_name, optional_seconds
+
+_LIFECYCLE = frozenset(LIFECYCLE_CLASSES.values())
 
 __all__ = [
     "Handler",
@@ -230,6 +233,12 @@ class Registry:
         return codec
 
     def add_inline(self, event: type, func: HandlerFunc, name: str | None) -> InlineSpec:
+        if event in _LIFECYCLE:
+            raise ConfigurationError(
+                f"{event.__name__} is a lifecycle event, raised by the store in the transaction "
+                f"of a state change, not by dispatch: handle it with a job handler "
+                f"(@bus.job(rb.{event.__name__}) on a Bus(lifecycle_events=True))"
+            )
         self.codec(event)
         call, is_async = _as_async(func)
         spec = InlineSpec(

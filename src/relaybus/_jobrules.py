@@ -21,12 +21,15 @@ from ._types import JobError, JobState
 
 __all__ = [
     "REPLACE_BITS",
+    "LIFECYCLE_EVENTS",
     "RunEnd",
     "admin_cancel_error",
     "due_state",
     "end_of_run",
     "finish_keep_mask",
     "holds_key",
+    "lifecycle_event",
+    "may_raise_lifecycle",
     "replace_fields",
     "replace_mask",
     "replaced_state",
@@ -121,6 +124,33 @@ def rescue_end(
         return RunEnd(job_id, attempt, S.DISCARDED, 0, None, error, rescued=1)
     error = JobError(now, attempt, "rescued", reason, None)
     return RunEnd(job_id, attempt, S.RETRYABLE, 0, 0.0, error, rescued=1)
+
+
+#: The lifecycle event each state change raises on a bus with ``lifecycle_events=True``: a job
+#: that ends discarded (attempts exhausted, ``Discard``, ``worker_lost``, a unique conflict when
+#: staged) or cancelled (``Cancel``, an admin cancel). Wire names of ``rb.JobDiscarded`` and
+#: ``rb.JobCancelled``.
+LIFECYCLE_EVENTS: Mapping[JobState, str] = {
+    S.DISCARDED: "relaybus.job_discarded",
+    S.CANCELLED: "relaybus.job_cancelled",
+}
+_LIFECYCLE_NAMES = frozenset(LIFECYCLE_EVENTS.values())
+
+
+def may_raise_lifecycle(state: JobState) -> bool:
+    """Whether a job moving to ``state`` may raise a lifecycle event (then the store reads the
+    job back in the same transaction and asks :func:`lifecycle_event`)."""
+    return state in LIFECYCLE_EVENTS
+
+
+def lifecycle_event(state: JobState, event: str) -> str | None:
+    """The lifecycle event (its wire name) a job of ``event`` raises as it moves to ``state``,
+    or None. One per state change; none for a job that handles a lifecycle event itself, so a
+    failing dead-letter handler never raises another event about itself (no loops)."""
+    name = LIFECYCLE_EVENTS.get(state)
+    if name is None or event in _LIFECYCLE_NAMES:
+        return None
+    return name
 
 
 def unique_conflict_error(now: datetime, attempt: int, holder: int | None) -> JobError:

@@ -8,7 +8,8 @@ handler, with no other allocation or call per job (``Bus._insert_jobs`` is a hot
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,10 +19,11 @@ import msgspec
 from ._driver import NewJob
 from ._errors import EventError, PayloadTooLarge
 from ._handlers import InlineSpec, JobSpec, Registry
+from ._lifecycle import LIFECYCLE_CLASSES
 from ._options import Unique
-from ._types import JobState
+from ._types import Job, JobState
 
-__all__ = ["JobOptions", "JobTemplate", "Plan", "build_jobs"]
+__all__ = ["JobOptions", "JobTemplate", "LifecyclePlanner", "Plan", "build_jobs"]
 
 _encode_meta = msgspec.json.Encoder().encode
 _decode_payload = msgspec.json.decode
@@ -190,3 +192,41 @@ def build_jobs(
             )
             owners.append(index)
     return jobs, owners
+
+
+#: Lifecycle events are built from job records the store already holds: the bus's
+#: ``max_payload_bytes`` (a check on what users dispatch) does not apply to them.
+_NO_LIMIT = 1 << 62
+
+
+class LifecyclePlanner:
+    """The :class:`~relaybus._driver.LifecycleJobs` of a ``Bus(lifecycle_events=True)``: the
+    jobs of the handlers registered for a lifecycle event, planned like any dispatch (the bus's
+    cached :class:`Plan`, so handlers registered later count) with no meta and no options. The
+    store calls it inside the transaction of the state change; it holds no reference to the
+    store and the store none to the bus."""
+
+    __slots__ = ("_logger", "_options", "_plan")
+
+    def __init__(self, plan: Callable[[type], Plan], logger: logging.Logger) -> None:
+        self._plan = plan
+        self._logger = logger
+        self._options = JobOptions.build({}, None, None, None, None, _NO_LIMIT)
+
+    def jobs_for(self, event: str, job: Job) -> list[NewJob]:
+        cls = LIFECYCLE_CLASSES.get(event)
+        if cls is None:
+            return []
+        try:
+            plan = self._plan(cls)
+            if not plan.templates:
+                return []
+            new_jobs, _ = build_jobs([cls(job)], [plan], self._options)
+        except Exception:  # never block the state change: say so, loudly
+            self._logger.exception(
+                "job %s: its %s lifecycle event could not be built; it raises no jobs",
+                job.id,
+                event,
+            )
+            return []
+        return new_jobs

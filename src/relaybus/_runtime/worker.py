@@ -232,6 +232,9 @@ class Worker:
         try:
             if not getattr(self.bus, "_open", False):
                 raise StoreClosed("open the bus before running a worker: `async with bus:`")
+            # Room in the pool for this node's own statements while every slot holds a
+            # ctx.transaction() (at least concurrency + 3 connections).
+            self.bus.store.reserve_connections(sum(self.config.queues.values()))
             self.pool = pool_for(self.bus.registry, self.config, self.logger)
             if self.pool is not None:
                 await self.pool.start()

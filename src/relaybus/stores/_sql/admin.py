@@ -13,6 +13,7 @@ from ..._types import TERMINAL_STATES, Job, JobState, NodeInfo
 from .base import RERUNS as _RERUNS
 from .base import SQLBase
 from .executor import Tx
+from .lifecycle import KeepOpen, raise_lifecycle
 from .rows import to_job
 
 __all__ = ["AdminOps"]
@@ -101,6 +102,8 @@ class AdminOps(SQLBase):
         now = self._now_arg()
 
         async def work(tx: Tx) -> None:
+            if self.lifecycle is not None:
+                tx = KeepOpen(tx)
             job = await self._lock(tx, job_id)
             if job.state in TERMINAL_STATES:
                 return
@@ -119,6 +122,7 @@ class AdminOps(SQLBase):
                     "error": self._error_text(error),
                 },
             )
+            await raise_lifecycle(self, tx, (job_id,))
 
         await self._rerun(work, atomic=True)
         return await self._job(job_id)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from ..._clock import Clock
 from ..._codec import encode_error
+from ..._driver import LifecycleJobs
 from ..._errors import StoreClosed, StoreError
 from ..._types import JobError
 from .dialect import Dialect, ErrorKind
@@ -43,6 +44,8 @@ class SQLBase:
         self._db_clock = db_clock
         self._open = False
         self._logger = logging.getLogger(f"relaybus.{dialect.name}")
+        #: Set by a Bus(lifecycle_events=True): the jobs of each lifecycle event (lifecycle.py).
+        self.lifecycle: LifecycleJobs | None = None
 
     # -- time
     def _now(self) -> datetime | None:

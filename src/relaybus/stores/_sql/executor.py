@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Executor", "Tx"]
+__all__ = ["Executor", "Held", "Tx"]
 
 T = TypeVar("T")
 
@@ -46,6 +46,17 @@ class Tx(Protocol):
         ...
 
 
+class Held(Protocol):
+    """A connection of the executor's own held for a job's transaction (``ctx.transaction()``)."""
+
+    #: What the handler gets: the client library's own connection object.
+    connection: Any
+
+    async def run(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run the core's ``work`` on the held connection, inside its open transaction."""
+        ...
+
+
 class Executor(Protocol):
     """A client library's connections, for the core (see the module docstring)."""
 
@@ -69,6 +80,17 @@ class Executor(Protocol):
     async def run_detached(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``work`` in a transaction on a connection of its own, whether or not the
         executor is open (``migrate`` before ``open``)."""
+        ...
+
+    def hold(self) -> AbstractAsyncContextManager[Held]:
+        """A connection of the executor's own in a transaction, for a job handler's own writes:
+        committed on a normal exit, rolled back on an error. The pool keeps room for the
+        store's other statements (see ``reserve``)."""
+        ...
+
+    def reserve(self, concurrency: int) -> None:
+        """A worker of ``concurrency`` slots starts on this store: grow the pool to at least
+        concurrency + 3 connections (or warn when the pool is the user's and smaller)."""
         ...
 
     def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:

@@ -10,6 +10,7 @@ from ..._jobrules import finish_keep_mask, rescue_end, unique_conflict_error
 from ..._types import TERMINAL_STATES, JobState
 from .base import SQLBase
 from .executor import Tx
+from .lifecycle import KeepOpen, raise_lifecycle, raised_ids, raising
 
 __all__ = ["MaintenanceOps"]
 
@@ -59,13 +60,16 @@ class MaintenanceOps(SQLBase):
         args = {"now": now, "limit": params.limit, "channel": self._channel()}
 
         async def work(tx: Tx) -> list[str]:
+            if self.lifecycle is not None:
+                tx = KeepOpen(tx)
             queues = set(await self.dialect.stage_due(tx, args))
             for row in await tx.fetch("due_contested", args):
                 if await self._stage_contested(tx, row):
                     queues.add(row[1])
             return sorted(queues)
 
-        return await self._rerun(work)
+        # Lifecycle events of discarded conflicts commit with the discard: one transaction.
+        return await self._rerun(work, atomic=self.lifecycle is not None)
 
     async def _stage_contested(self, tx: Tx, row: Any) -> bool:
         job_id, _queue, attempt, unique_states, state, db_now = row
@@ -89,6 +93,7 @@ class MaintenanceOps(SQLBase):
                 "error": self._error_text(error),
             },
         )
+        await raise_lifecycle(self, tx, (job_id,))
         return False
 
     async def rescue(self, params: RescueParams) -> int:
@@ -111,7 +116,12 @@ class MaintenanceOps(SQLBase):
                 )
                 for job_id, attempt, max_attempts, rescues, node, node_lost, db_now in rows
             ]
-            return len(await self.dialect.end_runs(tx, ends, rows[0][6]))
+            if not raising(self, ends):
+                return len(await self.dialect.end_runs(tx, ends, rows[0][6]))
+            tx = KeepOpen(tx)
+            applied = await self.dialect.end_runs(tx, ends, rows[0][6])
+            await raise_lifecycle(self, tx, raised_ids(ends, applied))
+            return len(applied)
 
         return await self._write(work, atomic=True)
 

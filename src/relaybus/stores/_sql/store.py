@@ -8,17 +8,21 @@ answers are here; maintenance and admin operations are in ``maintenance.py`` and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from ..._clock import Clock
 from ..._driver import Claimed, Completion, FetchParams, HeartbeatParams, Inserted, NewJob
-from ..._errors import StoreError
+from ..._errors import JobLost, StoreError
 from ..._jobrules import end_of_run
 from .admin import AdminOps
 from .dialect import Dialect, ErrorKind
 from .executor import Executor, Tx
 from .ledger import ClaimLedger
+from .lifecycle import KeepOpen, raise_lifecycle, raised_ids, raising
 from .maintenance import MaintenanceOps
 from .migrator import applied_versions, migrate
 from .rows import to_claimed
@@ -125,6 +129,12 @@ class SQLStore(AdminOps, MaintenanceOps):
     async def fetch(self, params: FetchParams) -> list[Claimed]:
         self._check_open()
         ends = [end_of_run(c) for c in params.complete]
+        if ends and raising(self, ends):
+            # Ends that raise lifecycle events go in a transaction of their own with their
+            # events (never the one-statement end_runs_and_fetch); then the claim, as usual.
+            await self.complete_many(params.complete)
+            params = dataclasses.replace(params, complete=())
+            ends = []
         if not ends and params.limit <= 0:
             return []
         now = self._now_arg()
@@ -181,16 +191,56 @@ class SQLStore(AdminOps, MaintenanceOps):
             return []
         ends = [end_of_run(c) for c in completions]
         now = self._now_arg()
+        events = raising(self, ends)
 
         async def work(tx: Tx) -> list[int]:
-            return await self.dialect.end_runs(tx, ends, now)
+            if not events:
+                return await self.dialect.end_runs(tx, ends, now)
+            tx = KeepOpen(tx)
+            applied = await self.dialect.end_runs(tx, ends, now)
+            await raise_lifecycle(self, tx, raised_ids(ends, applied))
+            return applied
 
-        applied = await self._write(work)
+        applied = await self._write(work, atomic=events)
         if self._ledger is not None:
             self._ledger.finished(completions)
         # Each applied id once, in input order (a run listed twice is applied once).
         done = set(applied)
         return [job_id for job_id in dict.fromkeys(c.id for c in completions) if job_id in done]
+
+    def transaction(self, job_id: int, attempt: int) -> AbstractAsyncContextManager[Any]:
+        """``ctx.transaction()``: a held connection in a transaction whose commit also completes
+        the run, fenced on (id, running, attempt) exactly like ``complete_many``; a stale run's
+        transaction is rolled back and raises JobLost. The handler's own errors reach it as its
+        client library raised them."""
+        return self._job_transaction(job_id, attempt)
+
+    @contextlib.asynccontextmanager
+    async def _job_transaction(self, job_id: int, attempt: int) -> AsyncIterator[Any]:
+        self._check_open()
+        end = end_of_run(Completion(job_id, attempt, "completed"))
+        theirs = False  # the failure came from the handler's block, not from the store
+        try:
+            async with self.executor.hold() as held:
+                try:
+                    yield held.connection
+                except BaseException:
+                    theirs = True
+                    raise
+                now = self._now_arg()
+
+                async def work(tx: Tx) -> list[int]:
+                    return await self.dialect.end_runs(KeepOpen(tx), [end], now)
+
+                if job_id not in await held.run(work):
+                    raise JobLost(job_id, attempt)  # rolls the handler's writes back
+        except Exception as exc:
+            if theirs or self.kind_of(exc) not in ("unavailable", "missing_schema"):
+                raise
+            raise self.failure(exc) from exc
+
+    def reserve_connections(self, concurrency: int) -> None:
+        self.executor.reserve(concurrency)
 
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:
         ledger = self._ledger

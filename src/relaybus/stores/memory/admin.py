@@ -99,8 +99,11 @@ class MemoryAdmin(MemoryState):
         if row.state in TERMINAL_STATES:
             return row.to_job()
         now = self.clock.now()
-        row.errors.append(admin_cancel_error(now, row.attempt))
+        error = admin_cancel_error(now, row.attempt)
+        raised = self._lifecycle_jobs(row, JobState.CANCELLED, now, error, row.attempt)
+        row.errors.append(error)
         self._move(row, JobState.CANCELLED, now)
+        self._raise_lifecycle(raised, now)
         return row.to_job()
 
     async def stats(self) -> dict[str, dict[str, int]]:

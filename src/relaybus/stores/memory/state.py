@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..._clock import Clock, SystemClock
 from ..._codec import decode_payload, meta_object
+from ..._driver import LifecycleJobs, NewJob
 from ..._errors import StoreClosed
-from ..._jobrules import finish_keep_mask, holds_key
+from ..._jobrules import finish_keep_mask, holds_key, lifecycle_event
 from ..._types import TERMINAL_STATES, Job, JobError, JobState
 
 __all__ = ["MemoryState", "Row"]
@@ -88,6 +89,8 @@ class MemoryState:
         self._nodes: dict[str, datetime] = {}
         self._leader: tuple[str, datetime] | None = None
         self._paused: set[str] = set()
+        #: Set by a Bus(lifecycle_events=True): the jobs of each lifecycle event.
+        self.lifecycle: LifecycleJobs | None = None
 
     def __repr__(self) -> str:
         return "MemoryStore()"
@@ -152,3 +155,22 @@ class MemoryState:
             row.finalized_at = None
         return None
 
+    def _lifecycle_jobs(
+        self, row: Row, state: JobState, now: datetime, error: JobError | None, attempt: int
+    ) -> list[NewJob]:
+        """The jobs of the lifecycle event ``row`` raises as it moves to ``state`` with
+        ``error``, planned *before* the change is applied: a planner that fails leaves the row
+        as it was (the change and its event happen together or not at all)."""
+        if self.lifecycle is None:
+            return []
+        name = lifecycle_event(state, row.event)
+        if name is None:
+            return []
+        before = row.to_job()
+        errors = before.errors if error is None else (*before.errors, error)
+        after = replace(before, state=state, attempt=attempt, errors=errors, finalized_at=now)
+        return self.lifecycle.jobs_for(name, after)
+
+    def _raise_lifecycle(self, jobs: list[NewJob], now: datetime) -> None:
+        """Insert the jobs of a lifecycle event (``MemoryStore`` inserts them)."""
+        raise NotImplementedError

@@ -7,7 +7,8 @@ conformance suite runs against it), so code written against it moves to a durabl
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ from ..._driver import (
     RescueParams,
     StageParams,
 )
-from ..._errors import StoreError
+from ..._errors import ConfigurationError, StoreError
 from ..._jobrules import (
     RunEnd,
     due_state,
@@ -55,6 +56,16 @@ class MemoryStore(MemoryAdmin):
             raise StoreError("MemoryStore has no connections: conn= is for SQL stores")
         now = self.clock.now()
         return [self._insert(job, now) for job in jobs]
+
+    def _raise_lifecycle(self, jobs: list[NewJob], now: datetime) -> None:
+        for job in jobs:
+            self._insert(job, now)
+
+    def transaction(self, job_id: int, attempt: int) -> AbstractAsyncContextManager[Any]:
+        return _no_transaction()
+
+    def reserve_connections(self, concurrency: int) -> None:
+        return None  # no connections
 
     def _insert(self, job: NewJob, now: datetime) -> Inserted:
         if job.at is not None:
@@ -194,7 +205,12 @@ class MemoryStore(MemoryAdmin):
         return applied
 
     def _end_run(self, row: Row, end: RunEnd, now: datetime) -> None:
-        """Apply a decided end of a run (see ``_jobrules``)."""
+        """Apply a decided end of a run (see ``_jobrules``), with its lifecycle event."""
+        raised = (
+            None
+            if self.lifecycle is None  # the hot path: no call per job
+            else self._lifecycle_jobs(row, end.state, now, end.error, row.attempt - end.refund)
+        )
         if end.error is not None:
             row.errors.append(end.error)
         row.attempt -= end.refund
@@ -202,6 +218,8 @@ class MemoryStore(MemoryAdmin):
         if end.delay is not None:
             row.scheduled_at = now + timedelta(seconds=end.delay)
         self._move(row, end.state, now)
+        if raised:
+            self._raise_lifecycle(raised, now)
 
     # -- nodes and maintenance
     async def heartbeat(self, params: HeartbeatParams) -> list[int]:
@@ -256,8 +274,11 @@ class MemoryStore(MemoryAdmin):
             count += 1
             holder = self._move(row, _AVAILABLE, now)
             if holder is not None:
-                row.errors.append(unique_conflict_error(now, row.attempt, holder))
+                error = unique_conflict_error(now, row.attempt, holder)
+                raised = self._lifecycle_jobs(row, JobState.DISCARDED, now, error, row.attempt)
+                row.errors.append(error)
                 self._move(row, JobState.DISCARDED, now)
+                self._raise_lifecycle(raised, now)
             else:
                 queues.add(row.queue)
         return sorted(queues)
@@ -311,3 +332,12 @@ class MemoryStore(MemoryAdmin):
 
     async def subscribe(self, on_insert: Callable[[str], None]) -> None:
         return None  # one process: the bus wakes its own workers
+
+
+@asynccontextmanager
+async def _no_transaction() -> AsyncIterator[Any]:
+    raise ConfigurationError(
+        "ctx.transaction() needs a SQL store (PostgresStore, MySQLStore, SQLiteStore): "
+        "MemoryStore has no connections and no transactions to join"
+    )
+    yield  # pragma: no cover

@@ -29,6 +29,7 @@ from ..._dsn import dsn_password, mask_dsn, mask_text
 from ..._errors import ConfigurationError, StoreClosed, StoreError
 from .._sql.executor import Tx
 from .._sql.queries import Query
+from .held import HeldConnections
 
 __all__ = ["MySQLExecutor", "ServerInfo", "parse_dsn"]
 
@@ -189,7 +190,14 @@ class _Pool:
         self._driver = driver
         self._idle: list[Any] = []
         self._slots = asyncio.Semaphore(max_size)
+        self.max_size = max_size
         self._closed = False
+
+    def grow(self, max_size: int) -> None:
+        """Allow up to ``max_size`` connections (never shrinks)."""
+        while self.max_size < max_size:
+            self.max_size += 1
+            self._slots.release()
 
     async def fill(self, count: int) -> None:
         for _ in range(count):
@@ -384,7 +392,7 @@ def _statements(sql: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
-class MySQLExecutor:
+class MySQLExecutor(HeldConnections):
     """Connections for a MySQLStore (see the module docstring)."""
 
     def __init__(
@@ -405,6 +413,7 @@ class MySQLExecutor:
         self.pool: _Pool | None = None
         self.server: ServerInfo | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._init_room(max_size)
 
     # -- lifecycle
     async def open(self) -> None:
@@ -452,6 +461,12 @@ class MySQLExecutor:
         if self.pool is None:
             raise StoreClosed("MySQLStore is not open: use `async with bus:`")
         return self.pool
+
+    def _own_tx(self, conn: Any) -> MyTx:
+        return MyTx(conn, self._q, caller=False)
+
+    def _reusable(self, conn: Any, exc: BaseException) -> bool:
+        return not isinstance(exc, self.driver.error) and not _in_transaction(conn)
 
     # -- running work
     async def run(

@@ -73,6 +73,13 @@ class LightPool:
             except Exception:
                 con.terminate()
 
+    def grow(self, max_size: int) -> None:
+        """Allow up to ``max_size`` connections (never shrinks)."""
+        while self._max_size < max_size:
+            self._max_size += 1
+            if self._waiters and not self._closed:
+                self._wake()
+
     def terminate(self) -> None:
         self._closed = True
         for con in self._idle:

@@ -76,7 +76,7 @@ class PostgresDialect(Dialect):
     own_queries: ClassVar[frozenset[str]] = frozenset(
         {
             "insert_one", "insert_plain", "insert_unique_one", "insert_unique", "fetch",
-            "end_runs", "end_runs_and_fetch", "release_orphans", "ping",
+            "end_runs", "end_runs_and_fetch", "release_orphans", "ping", "transaction_settings",
             # transactions of a client library without its own (SQLAlchemy in autocommit)
             "begin", "commit", "rollback",
         }

@@ -28,6 +28,9 @@ __all__ = ["AsyncpgExecutor"]
 
 T = TypeVar("T")
 _logger = logging.getLogger("relaybus.postgres")
+#: Connections a pool keeps for the store's own statements (fetches, completions, heartbeats,
+#: the leader's maintenance) while job handlers hold transactions (``ctx.transaction()``).
+ROOM = 3
 #: Seconds a new connection may take (asyncpg's default is 60): a server that is restarting can
 #: accept a socket and answer late; the runtime retries sooner.
 CONNECT_TIMEOUT = 10.0
@@ -85,6 +88,19 @@ class _PgTx:
             yield
 
 
+class _PgHeld:
+    """A connection held for a job's transaction (see ``AsyncpgExecutor.hold``)."""
+
+    __slots__ = ("connection", "tx")
+
+    def __init__(self, conn: Any, queries: Mapping[str, Query]) -> None:
+        self.connection = conn
+        self.tx = _PgTx(conn, queries)
+
+    async def run(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        return await work(self.tx)
+
+
 class AsyncpgExecutor:
     """Connections for a PostgresStore (see the module docstring)."""
 
@@ -114,9 +130,15 @@ class AsyncpgExecutor:
         self._listeners: set[Listener] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ping_sql = queries["ping"].sql
+        #: Job transactions held at once leave ROOM connections to the store's own statements.
+        self._room = asyncio.Semaphore(max(1, max_size - ROOM))
+        self._reserved = 0
 
     # -- lifecycle
     async def open(self) -> None:
+        if not self._own_pool and self._reserved == 0:  # the user's pool: its own size
+            self._max_size = self.pool.get_max_size()
+            self._room = asyncio.Semaphore(max(1, self._max_size - ROOM))
         if self._own_pool and self.pool is None:
             pool = LightPool(self._connect, min_size=self._min_size, max_size=self._max_size)
             await pool.open()  # raises StoreError (password masked) when it cannot connect
@@ -188,6 +210,44 @@ class AsyncpgExecutor:
                 return await work(_PgTx(conn, self._q))
         finally:
             await conn.close()
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[_PgHeld]:
+        """A pooled connection in a transaction for a job's own writes (``ctx.transaction()``),
+        with PostgreSQL's default planner settings for the transaction (the store's sessions
+        discourage sequential scans for its own statements). Reset before it is pooled again."""
+        pool = self._pool()
+        async with self._room, pool.acquire() as conn, conn.transaction():
+            held = _PgHeld(conn, self._q)
+            await held.tx.execute("transaction_settings", {})
+            yield held
+
+    def reserve(self, concurrency: int) -> None:
+        """Grow the store's own pool to at least ``concurrency + ROOM`` connections for every
+        worker on it; a user's pool is checked (a warning when it is too small)."""
+        self._reserved += concurrency
+        wanted = self._reserved + ROOM
+        pool = self.pool
+        if self._own_pool:
+            if wanted > self._max_size:
+                grow, self._max_size = wanted - self._max_size, wanted
+                if isinstance(pool, LightPool):
+                    pool.grow(wanted)
+                for _ in range(grow):
+                    self._room.release()
+            return
+        size = pool.get_max_size() if pool is not None else None
+        if size is not None and size < wanted:
+            _logger.warning(
+                "the asyncpg pool given to PostgresStore holds at most %d connections: with "
+                "%d worker slots, handlers using ctx.transaction() wait for one another so that "
+                "the worker keeps %d connections for its own statements (size the pool at "
+                "least %d)",
+                size,
+                self._reserved,
+                ROOM,
+                wanted,
+            )
 
     def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
         async def run() -> None:

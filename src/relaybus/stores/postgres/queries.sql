@@ -443,6 +443,12 @@ FROM upd;
 -- name: ping
 SELECT 1;
 
+-- name: transaction_settings
+-- A job handler's own transaction (ctx.transaction()) plans with PostgreSQL's defaults, not the
+-- settings the store's sessions use for its own statements (PostgresStore.server_settings).
+SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true),
+    set_config('plan_cache_mode', 'auto', true);
+
 -- ------------------------------------------------------------------------ nodes and maintenance
 
 -- name: heartbeat

@@ -9,6 +9,7 @@ in one step (:func:`drive`) and no statement costs a hop of its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -80,6 +81,53 @@ class _SQLiteTx:
             raise
 
 
+class _SQLiteHeld:
+    """A connection held for a job's transaction (see ``SQLiteExecutor.hold``)."""
+
+    __slots__ = ("_q", "_thread", "connection")
+
+    def __init__(
+        self, conn: sqlite3.Connection, thread: ConnectionThread, queries: Mapping[str, Query]
+    ) -> None:
+        self.connection = conn
+        self._thread = thread
+        self._q = queries
+
+    async def run(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        queries = self._q
+        return await self._thread.call(lambda conn: drive(work(_SQLiteTx(conn, queries))))  # type: ignore[arg-type]
+
+
+def _begin(queries: Mapping[str, Query]) -> Callable[[sqlite3.Connection], sqlite3.Connection]:
+    def begin(conn: sqlite3.Connection) -> sqlite3.Connection:
+        conn.execute(queries["begin"].sql)
+        return conn
+
+    return begin
+
+
+def _commit(queries: Mapping[str, Query]) -> Callable[[sqlite3.Connection], None]:
+    def commit(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute(queries["commit"].sql)
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(queries["rollback"].sql)
+            raise
+
+    return commit
+
+
+def _rollback(queries: Mapping[str, Query]) -> Callable[[sqlite3.Connection], None]:
+    def rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(queries["rollback"].sql)
+
+    return rollback
+
+
 class SQLiteExecutor:
     """Runs the core's work on the store's connection thread."""
 
@@ -90,13 +138,17 @@ class SQLiteExecutor:
         self._thread: ConnectionThread | None = None
 
     # -- lifecycle
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, shared: bool = False) -> sqlite3.Connection:
         if sqlite3.sqlite_version_info < _MIN_VERSION:
             raise StoreError(
                 f"SQLiteStore needs SQLite 3.35 or newer; this Python has {sqlite3.sqlite_version}"
             )
         conn = sqlite3.connect(
-            self.path, timeout=self._busy_timeout, isolation_level=None, cached_statements=256
+            self.path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            cached_statements=256,
+            check_same_thread=not shared,
         )
         try:
             conn.execute(self._q["journal_mode"].sql).fetchall()
@@ -157,6 +209,39 @@ class SQLiteExecutor:
             return await thread.call(self._body(work, True))
         finally:
             await thread.close()
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[_SQLiteHeld]:
+        """A connection of its own to the database file, on a thread of its own, in a
+        ``BEGIN IMMEDIATE`` transaction (``ctx.transaction()``): it holds SQLite's single write
+        lock until it commits or rolls back, and every other writer waits for it (up to
+        ``busy_timeout``). The handler gets the ``sqlite3.Connection`` itself, opened with
+        ``check_same_thread=False``: its calls run on the event loop's thread."""
+        if self._thread is None:
+            raise StoreClosed("SQLiteStore is not open: use `async with bus:`")
+        if self.path == ":memory:" or self.path.startswith("file::memory:"):
+            raise StoreError(
+                "ctx.transaction() needs a SQLite database file: an in-memory database has "
+                "only the store's own connection"
+            )
+        thread = ConnectionThread(
+            lambda: self._connect(shared=True), name=f"relaybus-sqlite-tx:{self.path}"
+        )
+        queries = self._q
+        try:
+            conn = await thread.call(_begin(queries))
+            held = _SQLiteHeld(conn, thread, queries)
+            try:
+                yield held
+            except BaseException:
+                await asyncio.shield(thread.call(_rollback(queries)))
+                raise
+            await thread.call(_commit(queries))
+        finally:
+            await asyncio.shield(thread.close())
+
+    def reserve(self, concurrency: int) -> None:
+        return None  # no pool: each job transaction opens a connection of its own
 
     def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
         thread = self._thread
