@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import String, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import relaybus as rb
@@ -218,3 +218,33 @@ def test_only_an_async_engine_of_a_known_database() -> None:
         SQLAlchemyStore(create_async_engine("postgresql+asyncpg://u@h/db")).dialect.paramstyle
         == "numeric"
     )
+
+
+@dataclass(frozen=True)
+class Refund(rb.Event, name="test.sa.refund"):
+    order_id: int
+
+
+async def test_ctx_transaction_lends_an_async_connection(shop: Shop) -> None:
+    """A handler's own writes and its job's completion commit together; an error in the block
+    rolls the writes back and the job retries."""
+    orders = shop.order.__table__
+    seen: list[type] = []
+
+    @shop.bus.job(Refund, name="test.sa.refund_handler", backoff=rb.Constant(0))
+    async def refund(event: Refund, ctx: rb.Context) -> None:
+        assert ctx.job is not None
+        async with ctx.transaction() as conn:
+            seen.append(type(conn))
+            await conn.execute(
+                insert(orders).values(id=event.order_id * 10 + ctx.job.attempt, email="r@x")
+            )
+            if ctx.job.attempt == 1:
+                raise ValueError("after the write, before the commit")
+
+    result = await shop.bus.dispatch(Refund(5))
+    assert await rb.testing.drain(shop.bus) == 2  # attempt 1 fails, attempt 2 commits
+    job = await shop.bus.jobs.get(result.jobs[0].id)
+    assert job is not None and (job.state, job.attempt) == (rb.JobState.COMPLETED, 2)
+    assert await shop.orders() == [52]  # attempt 1's write was rolled back
+    assert seen == [AsyncConnection, AsyncConnection]

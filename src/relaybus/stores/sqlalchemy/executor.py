@@ -42,6 +42,8 @@ __all__ = ["PARAMSTYLES", "SQLAlchemyExecutor"]
 T = TypeVar("T")
 _logger = logging.getLogger("relaybus.sqlalchemy")
 
+#: Connections kept for the store's own statements while job handlers hold transactions.
+ROOM = 3
 #: How often the store's own work runs again after a deadlock or serialization failure.
 CONTENTION_TRIES = 20
 #: SQLAlchemy's paramstyles -> the core's (``format`` drivers take ``%(name)s`` with a mapping).
@@ -71,7 +73,11 @@ class SQLAlchemyExecutor:
         self._kind_of = kind_of
         self._multi = multi_statement_queries(dialect)
         self._idle: list[AsyncConnection] = []
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = asyncio.Semaphore(self._max_size)
+        #: Job handlers' transactions (``hold``) leave ROOM connections to the store's own work.
+        self._room = asyncio.Semaphore(max(1, self._max_size - ROOM))
+        self._reserved = 0
+        self._growable = dialect.max_connections is None
         self._open = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: set[Listener] = set()
@@ -81,7 +87,6 @@ class SQLAlchemyExecutor:
     async def open(self) -> None:
         if self._open:
             return
-        self._slots = asyncio.Semaphore(self._max_size)
         self._open = True
         try:
             async with self._borrow():  # connect once now: a wrong URL fails at open
@@ -119,7 +124,7 @@ class SQLAlchemyExecutor:
 
     @contextlib.asynccontextmanager
     async def _borrow(self) -> AsyncIterator[AsyncConnection]:
-        if not self._open or self._slots is None:
+        if not self._open:
             raise StoreClosed("SQLAlchemyStore is not open: use `async with bus:`")
         async with self._slots:
             conn = self._idle.pop() if self._idle else await self._connect()
@@ -188,8 +193,10 @@ class SQLAlchemyExecutor:
         work: Callable[[Tx], Awaitable[T]],
         *,
         transaction: bool = False,
+        joined: bool = False,
     ) -> T:
-        """Run ``work`` on the store's ``conn``, in one greenlet (see ``tx.py``)."""
+        """Run ``work`` on the store's ``conn``, in one greenlet (see ``tx.py``); ``joined``:
+        inside a transaction already open on it."""
         dialect, multi = self._dialect, self._multi
 
         async def in_transaction(tx: Tx) -> T:
@@ -197,7 +204,7 @@ class SQLAlchemyExecutor:
                 return await work(tx)
 
         def body(sync_conn: Connection) -> T:
-            tx = SyncTx(sync_conn, dialect, multi)
+            tx = SyncTx(sync_conn, dialect, multi, joined=joined)
             return drive(in_transaction(tx) if transaction else work(tx))  # type: ignore[arg-type]
 
         return await conn.run_sync(body)
@@ -211,6 +218,34 @@ class SQLAlchemyExecutor:
             return await self._on(conn, work, transaction=True)
         finally:
             await _discard(conn)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[SAHeld]:
+        """One of the store's connections in a transaction, for a job handler's own writes
+        (``ctx.transaction()``: the handler gets the ``AsyncConnection``); committed on a
+        normal exit, rolled back on an error. Nothing is retried here."""
+        async with self._room, self._borrow() as conn:
+            await self._on(conn, _begin)
+            held = SAHeld(conn, self)
+            try:
+                yield held
+            except BaseException as exc:
+                if not isinstance(exc, asyncio.CancelledError):
+                    with contextlib.suppress(Exception):
+                        await self._on(conn, _rollback)
+                raise
+            await self._on(conn, _commit)
+
+    def reserve(self, concurrency: int) -> None:
+        """A worker of ``concurrency`` slots starts: hold up to concurrency + ROOM connections
+        (not on a database of one writer; size the engine's pool for it)."""
+        self._reserved += concurrency
+        wanted = self._reserved + ROOM
+        if self._growable and wanted > self._max_size:
+            grow, self._max_size = wanted - self._max_size, wanted
+            for _ in range(grow):
+                self._slots.release()
+                self._room.release()
 
     def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
         async def run() -> None:
@@ -288,3 +323,29 @@ async def _discard(conn: AsyncConnection) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(5):
             await conn.close()
+
+
+class SAHeld:
+    """A held connection (:meth:`SQLAlchemyExecutor.hold`): the handler's ``connection`` and
+    the core's work inside the same open transaction."""
+
+    __slots__ = ("_executor", "connection")
+
+    def __init__(self, conn: AsyncConnection, executor: SQLAlchemyExecutor) -> None:
+        self.connection = conn
+        self._executor = executor
+
+    async def run(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._executor._on(self.connection, work, joined=True)
+
+
+async def _begin(tx: Tx) -> None:
+    await tx.execute("begin", {})
+
+
+async def _commit(tx: Tx) -> None:
+    await tx.execute("commit", {})
+
+
+async def _rollback(tx: Tx) -> None:
+    await tx.execute("rollback", {})

@@ -81,6 +81,7 @@ class SyncTx:
         multi: Mapping[str, list[str]],
         *,
         caller: bool = False,
+        joined: bool = False,
     ) -> None:
         self._conn = conn
         self._dialect = dialect
@@ -88,8 +89,8 @@ class SyncTx:
         self._multi = multi
         self._positional = dialect.paramstyle in _POSITIONAL
         self.caller = caller
-        self._in_tx = False
-        self._committed = False
+        self._in_tx = joined  # inside a transaction opened outside this work: never end it
+        self._committed = joined
 
     def _run(self, name: str, args: Mapping[str, Any]) -> Any:
         q = self._q[name]
