@@ -84,7 +84,7 @@ async def postgres_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
             if clean:
                 await admin.execute(
                     f'TRUNCATE "{schema}".relaybus_jobs, "{schema}".relaybus_nodes, '
-                    f'"{schema}".relaybus_leader RESTART IDENTITY'
+                    f'"{schema}".relaybus_leader, "{schema}".relaybus_queue_pauses RESTART IDENTITY'
                 )
                 SCHEMAS.free.append(schema)
             else:  # a failed test may have left anything behind: start over next time
@@ -143,7 +143,7 @@ async def mysql_store(clock: Clock, tmp_path: Path) -> AsyncIterator[Any]:
         await store.close()  # idempotent: in case a test left it open
         try:
             if clean:
-                for table in ("jobs", "nodes", "leader"):
+                for table in ("jobs", "nodes", "leader", "queue_pauses"):
                     await mysql_sql(admin, f"TRUNCATE TABLE `{database}`.relaybus_{table}")
                 MYSQL_DATABASES.free.append(database)
             else:  # a failed test may have left anything behind: start over next time
