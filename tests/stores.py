@@ -80,7 +80,7 @@ async def postgres_schema() -> AsyncIterator[str]:
             if clean:
                 await admin.execute(
                     f'TRUNCATE "{schema}".relaybus_jobs, "{schema}".relaybus_nodes, '
-                    f'"{schema}".relaybus_leader RESTART IDENTITY'
+                    f'"{schema}".relaybus_leader, "{schema}".relaybus_queue_pauses RESTART IDENTITY'
                 )
                 SCHEMAS.free.append(schema)
             else:  # a failed test may have left anything behind: start over next time
@@ -148,7 +148,7 @@ async def mysql_database() -> AsyncIterator[str]:
     finally:
         try:
             if clean:
-                for table in ("jobs", "nodes", "leader"):
+                for table in ("jobs", "nodes", "leader", "queue_pauses"):
                     await mysql_sql(admin, f"TRUNCATE TABLE `{database}`.relaybus_{table}")
                 MYSQL_DATABASES.free.append(database)
             else:  # a failed test may have left anything behind: start over next time
