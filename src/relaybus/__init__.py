@@ -29,10 +29,25 @@ from ._errors import (
 )
 from ._events import Event
 from ._handlers import Handler, JobHandler
+from ._observe import (
+    InsertedJob,
+    JobClaimed,
+    JobFinished,
+    JobOutcome,
+    JobRescued,
+    JobsInserted,
+    LeadershipGained,
+    LeadershipLost,
+    NodeStarted,
+    NodeStopped,
+    Observer,
+    RuntimeEvent,
+)
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
 from ._types import (
     PENDING_STATES,
+    TRACE_META_KEY,
     DispatchResult,
     InsertResult,
     Job,
@@ -55,6 +70,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PENDING_STATES",
+    "TRACE_META_KEY",
     "Backoff",
     "Bus",
     "Cancel",
@@ -100,6 +116,18 @@ __all__ = [
     "Unique",
     "UniqueConflict",
     "Worker",
+    "InsertedJob",
+    "JobClaimed",
+    "JobFinished",
+    "JobOutcome",
+    "JobRescued",
+    "JobsInserted",
+    "LeadershipGained",
+    "LeadershipLost",
+    "NodeStarted",
+    "NodeStopped",
+    "Observer",
+    "RuntimeEvent",
     "__version__",
     "testing",
 ]

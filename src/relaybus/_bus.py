@@ -19,6 +19,7 @@ from ._middleware import (
     run_dispatch_chain,
     run_with_middleware,
 )
+from ._observe import InsertedJob, JobsInserted, Observer, emit
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import JobOptions, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
@@ -85,6 +86,8 @@ class Bus(Generic[S]):
         self.registry = Registry()
         self.middleware: list[HandlerMiddleware] = list(middleware)
         self.dispatch_middleware: list[DispatchMiddleware] = []
+        #: Runtime event observers (``observe``); workers share this list.
+        self.observers: list[Observer] = []
         self.jobs = Jobs(self)
         self.queues = Queues(self)
         self._plans: dict[type, Plan] = {}
@@ -178,6 +181,21 @@ class Bus(Generic[S]):
             self.dispatch_middleware.append(middleware)
         else:
             raise ConfigurationError(f"use(on=...) takes 'handler' or 'dispatch', not {on!r}")
+
+    def observe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer(event)`` with every runtime event of this bus: jobs inserted, claimed,
+        finished (with their outcome), rescued; leadership gained or lost; nodes started or
+        stopped (the ``rb.RuntimeEvent`` classes). It is called synchronously and must be quick; one
+        that raises is logged and skipped. Returns a function that removes it."""
+        if not callable(observer):
+            raise ConfigurationError(f"observe() takes a callable, not {observer!r}")
+        self.observers.append(observer)
+
+        def remove() -> None:
+            if observer in self.observers:
+                self.observers.remove(observer)
+
+        return remove
 
     async def nodes(self) -> list[NodeInfo]:
         """The live nodes (workers) of this bus's store, with the leader marked."""
@@ -357,11 +375,32 @@ class Bus(Generic[S]):
     ) -> None:
         """Build the rows, insert them in one ``insert_many``, record the outcomes."""
         new_jobs, owners = build_jobs(events, plans, options)
-        inserted = await self.store.insert_many(new_jobs, conn)
+        if self.observers:
+            inserted = await self._insert_observed(new_jobs, conn)
+        else:
+            inserted = await self.store.insert_many(new_jobs, conn)
         woken = _record_inserted(results, owners, new_jobs, inserted)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:
                 self.wake(name)
+
+    async def _insert_observed(self, new_jobs: list[NewJob], conn: Any) -> list[Inserted]:
+        """``insert_many``, reported to the observers (``JobsInserted``), failure included."""
+        clock = self.store.clock
+        started_at, started = clock.now(), clock.monotonic()
+        try:
+            inserted = await self.store.insert_many(new_jobs, conn)
+        except BaseException as exc:
+            took = clock.monotonic() - started
+            emit(self.observers, JobsInserted((), started_at, took, exc), self.logger)
+            raise
+        jobs = tuple(
+            InsertedJob(row.id, new.handler, new.queue, row.outcome)
+            for row, new in zip(inserted, new_jobs, strict=True)
+        )
+        took = clock.monotonic() - started
+        emit(self.observers, JobsInserted(jobs, started_at, took), self.logger)
+        return inserted
 
     async def _run_inline(
         self, event: Any, plan: Plan, meta: dict[str, Any], failures: list[Exception]
