@@ -27,7 +27,7 @@ from ._errors import (
     StoreError,
     UniqueConflict,
 )
-from ._events import Event
+from ._events import Event, event_name
 from ._handlers import Handler, JobHandler
 from ._observe import (
     InsertedJob,
@@ -128,6 +128,7 @@ __all__ = [
     "NodeStopped",
     "Observer",
     "RuntimeEvent",
+    "event_name",
     "__version__",
     "testing",
 ]
