@@ -28,6 +28,7 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context as OtelContext
+from opentelemetry.context import attach, detach
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
@@ -47,7 +48,6 @@ ATTRIBUTES = {
     "error_type": "error.type",
     "handler": "relaybus.job.handler",
     "attempt": "relaybus.job.attempt",
-    "max_attempts": "relaybus.job.max_attempts",
     "outcome": "relaybus.job.outcome",
     "event": "relaybus.event",
     "insert_outcome": "relaybus.insert.outcome",
@@ -75,6 +75,9 @@ def _failed(span: Span, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200]))
 
 
+_INTERRUPTED = "stopped by the runtime (timeout, shutdown or lost)"
+
+
 def _interrupted() -> bool:
     """The runtime cancelled this run (timeout, shutdown, or the job was taken away)."""
     task = asyncio.current_task()
@@ -94,6 +97,7 @@ class Tracing:
             "relaybus", rb.__version__, tracer_provider=tracer_provider
         )
         self._propagator = propagator
+        self._last: tuple[tuple[Any, Any], OtelContext] | None = None
 
     @property
     def propagator(self) -> TextMapPropagator:
@@ -173,59 +177,65 @@ class Tracing:
         job = ctx.job
         if job is None:
             return await self._inline(ctx, call_next)
-        parent: OtelContext | None = None
         carrier = job.meta.get(rb.TRACE_META_KEY)
-        if isinstance(carrier, dict):
-            parent = self.propagator.extract(carrier)
-        attributes: dict[str, Any] = {
-            _A["system"]: SYSTEM,
-            _A["operation_type"]: "process",
-            _A["operation_name"]: "process",
-            _A["destination"]: job.queue,
-            _A["message_id"]: str(job.id),
-            _A["handler"]: job.handler,
-            _A["attempt"]: job.attempt,
-            _A["max_attempts"]: job.max_attempts,
-        }
-        with self.tracer.start_as_current_span(
+        parent = self._extract(carrier) if isinstance(carrier, dict) else None
+        span = self.tracer.start_span(
             f"process {job.queue}",
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                result = await call_next()
-            except rb.Snooze:
-                span.set_attribute(_A["outcome"], "snoozed")
-                raise
-            except rb.Cancel:
-                span.set_attribute(_A["outcome"], "cancelled")
-                raise
-            except rb.Discard:
-                span.set_attribute(_A["outcome"], "discarded")
-                raise
-            except asyncio.CancelledError as exc:
-                if not _interrupted():
-                    self._job_failed(span, job, exc)
-                    raise
-                span.set_attribute(_A["outcome"], "interrupted")
-                span.set_status(
-                    Status(StatusCode.ERROR, "stopped by the runtime (timeout, shutdown or lost)")
-                )
-                raise
-            except BaseException as exc:
-                self._job_failed(span, job, exc)
-                raise
-            span.set_attribute(_A["outcome"], "completed")
-            return result
+            attributes={
+                _A["system"]: SYSTEM,
+                _A["operation_type"]: "process",
+                _A["destination"]: job.queue,
+                _A["message_id"]: str(job.id),
+                _A["handler"]: job.handler,
+                _A["attempt"]: job.attempt,
+            },
+        )
+        token = attach(trace.set_span_in_context(span, parent))
+        outcome = "completed"
+        try:
+            return await call_next()
+        except rb.Snooze:
+            outcome = "snoozed"
+            raise
+        except rb.Cancel:
+            outcome = "cancelled"
+            raise
+        except rb.Discard:
+            outcome = "discarded"
+            raise
+        except asyncio.CancelledError as exc:
+            if _interrupted():
+                outcome = "interrupted"
+                span.set_status(Status(StatusCode.ERROR, _INTERRUPTED))
+            else:
+                outcome = self._job_failed(span, job, exc)
+            raise
+        except BaseException as exc:
+            outcome = self._job_failed(span, job, exc)
+            raise
+        finally:
+            detach(token)
+            span.set_attribute(_A["outcome"], outcome)
+            span.end()
+
+    def _extract(self, carrier: dict[str, Any]) -> OtelContext:
+        """The context in a job's carrier. The jobs of one dispatch share theirs, so the last
+        one extracted is kept (a carrier of W3C trace context only)."""
+        key = (carrier.get("traceparent"), carrier.get("tracestate"))
+        last = self._last
+        if last is not None and last[0] == key and len(carrier) <= 2:
+            return last[1]
+        context = self.propagator.extract(carrier)
+        if len(carrier) <= 2 and key[0] is not None:
+            self._last = (key, context)
+        return context
 
     @staticmethod
-    def _job_failed(span: Span, job: rb.JobInfo, exc: BaseException) -> None:
-        outcome = "discarded" if job.attempt >= job.max_attempts else "retried"
-        span.set_attribute(_A["outcome"], outcome)
+    def _job_failed(span: Span, job: rb.JobInfo, exc: BaseException) -> str:
         _failed(span, exc)
+        return "discarded" if job.attempt >= job.max_attempts else "retried"
 
     async def _inline(self, ctx: rb.Context[Any], call_next: Callable[[], Awaitable[Any]]) -> Any:
         attributes: dict[str, Any] = {
