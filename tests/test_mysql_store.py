@@ -308,6 +308,59 @@ class _FakeDeadlock:
             raise self.error
 
 
+async def _nodes(store: MySQLStore) -> list[str]:
+    raw = await _raw(store)
+    try:
+        rows = await mysql_sql(raw, f"SELECT node FROM {store.dialect.prefix}nodes ORDER BY node")
+        return [row[0] for row in rows]
+    finally:
+        raw.close()
+
+
+async def test_a_store_transaction_starts_with_its_first_statement_and_may_end_with_its_last(
+    store: MySQLStore,
+) -> None:
+    """START TRANSACTION travels with the work's first statement and COMMIT, when asked, with
+    its last: a failure before the end rolls everything back, a failure after a committing
+    statement loses nothing, a work that ran no statement sends nothing."""
+    from relaybus.stores.mysql.executor import MyTx
+
+    executor = store._executor
+    args = {"ttl": 60.0, "now": None}
+
+    async def failing(tx: Any) -> None:
+        await tx.execute("heartbeat", {**args, "node": "a"})
+        await tx.execute("heartbeat", {**args, "node": "b"})
+        raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        await executor.run(failing, transaction=True)
+    assert await _nodes(store) == []  # both rolled back
+
+    async def committed_then_failing(tx: MyTx) -> None:
+        await tx.execute("heartbeat", {**args, "node": "a"})
+        await tx.execute("heartbeat", {**args, "node": "b"}, commit=True)
+        raise RuntimeError("after the commit")
+
+    with pytest.raises(RuntimeError):
+        await executor.run(committed_then_failing, transaction=True)
+    assert await _nodes(store) == ["a", "b"]
+
+    async def nothing(tx: Any) -> str:
+        return "done"
+
+    assert await executor.run(nothing, transaction=True) == "done"
+
+    async def bad_statement(tx: Any) -> None:
+        await tx.execute("heartbeat", {**args, "node": "c"})
+        await tx.execute("delete_node", {"node": "a"})
+        await tx.execute("heartbeat", {**args, "node": None}, commit=True)  # NOT NULL: fails
+
+    with pytest.raises(Exception, match="cannot be null|1048"):
+        await executor.run(bad_statement, transaction=True)
+    assert await _nodes(store) == ["a", "b"]  # c and the delete rolled back with it
+
+
 @pytest.mark.parametrize("code", [1213, 1205])
 async def test_deadlocks_and_lock_waits_are_retried_inside_the_store(
     store: MySQLStore, monkeypatch: pytest.MonkeyPatch, code: int

@@ -145,7 +145,7 @@ async def test_every_postgres_query_prepares() -> None:
 
 async def test_every_mysql_query_prepares() -> None:
     """Every query of the MySQL dialect prepares on the server (MariaDB here), with as many
-    placeholders as binds."""
+    placeholders as binds; a query of several statements (``;`` ending a line), each of them."""
     from relaybus.stores.mysql import MySQLStore
 
     admin = await mysql_admin(MYSQL_DSN)
@@ -163,10 +163,11 @@ async def test_every_mysql_query_prepares() -> None:
             for placeholder in placeholders:
                 sql = sql.replace(placeholder, "?")
             assert "%(" not in sql, name
-            await mysql_sql(admin, "PREPARE relaybus_check FROM %s", (sql,))
-            rows = await mysql_sql(admin, "SELECT 1")  # the connection is still usable
-            assert rows == [(1,)]
-            await mysql_sql(admin, "DEALLOCATE PREPARE relaybus_check")
+            for statement in sql.split(";\n"):
+                await mysql_sql(admin, "PREPARE relaybus_check FROM %s", (statement,))
+                rows = await mysql_sql(admin, "SELECT 1")  # the connection is still usable
+                assert rows == [(1,)]
+                await mysql_sql(admin, "DEALLOCATE PREPARE relaybus_check")
     finally:
         await mysql_sql(admin, f"DROP DATABASE IF EXISTS {database}")
         admin.close()

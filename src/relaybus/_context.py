@@ -92,7 +92,7 @@ class ContextFactory:
         self._bus = bus
         self._logger = logger
 
-    def __call__(
+    def for_job(
         self, event: Any, handler: str, meta: dict[str, Any], job: JobInfo | None
     ) -> Context[Any]:
         bus = self._bus

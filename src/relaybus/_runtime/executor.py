@@ -88,7 +88,7 @@ class Executor:
     ) -> None:
         self._registry = registry
         self._middleware = middleware
-        self._contexts = contexts
+        self._new_context = contexts.for_job  # a bound method: the cheapest call
         self._clock = clock
         self._logger = logger
 
@@ -119,26 +119,36 @@ class Executor:
             if deadline is not None:
                 deadline.handle.cancel()
 
-
-    def _prepare(self, job: Claimed) -> tuple[JobSpec, Any] | Completion:
-        """The job's handler and decoded event, or the failed attempt when it has neither."""
-        spec = self._registry.job_by_name.get(job.handler)
+    def _unprepared(self, job: Claimed, spec: JobSpec | None) -> Completion:
+        """The failed attempt of a job with no handler here, an undecodable stored field or
+        the wrong event (the cases ``execute``'s fast path leaves to this slow path)."""
         if spec is None:
             return self._failed(
                 job, None, "unknown_handler", f"no job handler named {job.handler!r} on this bus"
             )
         if job.problem is not None:  # a stored field did not decode (see Claimed.problem)
             return self._failed(job, spec, "decode_error", job.problem)
+        name = self._registry.codecs[spec.event].name
+        return self._failed(
+            job,
+            spec,
+            "decode_error",
+            f"job holds event {job.event!r} but handler {spec.name!r} takes {name!r}",
+        )
+
+    async def execute(self, job: Claimed) -> Completion:
+        """Run ``job`` (no timeout: the caller enforces it by cancelling the task): the handler
+        inside the middleware, and how it ended mapped to a Completion. One coroutine per job:
+        this is the hot path, so the common case is inline and the rare ones are in
+        ``_unprepared``."""
+        spec = self._registry.job_by_name.get(job.handler)
+        if spec is None:
+            return self._unprepared(job, None)
         codec = self._registry.codecs[spec.event]
-        if job.event != codec.name:
-            return self._failed(
-                job,
-                spec,
-                "decode_error",
-                f"job holds event {job.event!r} but handler {spec.name!r} takes {codec.name!r}",
-            )
+        if job.problem is not None or job.event != codec.name:
+            return self._unprepared(job, spec)
         try:
-            return spec, codec.decode(job.payload)
+            event = codec.decode(job.payload)
         except Exception as exc:
             return self._failed(
                 job,
@@ -146,20 +156,11 @@ class Executor:
                 "decode_error",
                 f"payload does not decode into {spec.event.__qualname__}: {exc}",
             )
-
-    async def execute(self, job: Claimed) -> Completion:
-        """Run ``job`` (no timeout: the caller enforces it by cancelling the task): the handler
-        inside the middleware, and how it ended mapped to a Completion. One coroutine per job
-        (this is the hot path); the lookups are in ``_prepare``."""
-        prepared = self._prepare(job)
-        if isinstance(prepared, Completion):
-            return prepared
-        spec, event = prepared
         info = JobInfo(
             job.id, job.handler, job.attempt, job.max_attempts, job.queue, job.priority,
             job.meta, job.inserted_at, job.scheduled_at,
         )  # fmt: skip
-        ctx = self._contexts(event, spec.name, job.meta, info)
+        ctx = self._new_context(event, spec.name, job.meta, info)
         middleware = self._middleware
         logger = self._logger
         debug = logger.isEnabledFor(logging.DEBUG)  # a cached lookup: cheap per job

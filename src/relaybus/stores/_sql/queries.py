@@ -31,6 +31,7 @@ __all__ = [
 
 _NAME_LINE = re.compile(r"^--\s*(name|fragment):\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _FRAGMENT = re.compile(r"/\*fragment:([a-z_][a-z0-9_]*)\*/")
+_FRAGMENT_DEPTH = 5
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: ``named``: ``:name`` kept; ``qmark``: ``?`` per occurrence (sqlite3: bound from a tuple,
@@ -130,7 +131,8 @@ def parse_queries(text: str) -> dict[str, str]:
     """Split a file of ``-- name:`` blocks into {name: sql}.
 
     A ``-- fragment: part`` block is not a query: it is text that queries of the same file
-    share, put in at a ``/*fragment:part*/`` marker (one statement's CTE used by two queries).
+    share, put in at a ``/*fragment:part*/`` marker (one statement's CTE used by two queries;
+    a fragment may hold markers of other fragments).
     """
     matches = list(_NAME_LINE.finditer(text))
     queries: dict[str, str] = {}
@@ -150,7 +152,14 @@ def parse_queries(text: str) -> dict[str, str]:
             raise ValueError(f"unknown fragment {name!r}")
         return fragments[name]
 
-    return {name: _FRAGMENT.sub(fragment, sql) for name, sql in queries.items()}
+    def expand(sql: str) -> str:
+        for _ in range(_FRAGMENT_DEPTH):
+            if _FRAGMENT.search(sql) is None:
+                return sql
+            sql = _FRAGMENT.sub(fragment, sql)
+        raise ValueError("fragments nested too deep (a fragment that includes itself?)")
+
+    return {name: expand(sql) for name, sql in queries.items()}
 
 
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 
 import msgspec
 
@@ -41,6 +41,12 @@ _RUNNING = "running"
 _ATTEMPT, _RESCUES = 5, 12
 
 
+class CommitTx(Tx, Protocol):
+    """The MySQL executor's Tx: a statement that is the work's last may carry the COMMIT."""
+
+    async def execute(self, name: str, args: Mapping[str, Any], *, commit: bool = False) -> int: ...
+
+
 def _ids(ids: Sequence[int]) -> str:
     return _encode.encode(sorted(ids)).decode()
 
@@ -56,7 +62,8 @@ class MySQLDialect(Dialect):
         {
             "session_isolation", "session_settings", "server_info", "db_now", "ping",
             "insert_job", "insert_batch", "insert_batch_consecutive", "find_holder",
-            "replace_job", "fetch", "claim", "lock_runs", "end_runs", "release_orphans",
+            "replace_job", "fetch", "end_runs_then_fetch", "claim", "lock_runs", "end_runs",
+            "release_orphans",
             "leader_is", "make_available_many", "delete_jobs", "quiet_notes",
         }
     )  # fmt: skip
@@ -136,10 +143,13 @@ class MySQLDialect(Dialect):
     async def fetch(
         self, tx: Tx, params: FetchParams, ends: Sequence[RunEnd], now: Any
     ) -> list[Any]:
+        """Two round trips: ``START TRANSACTION; end_runs; fetch`` (the locking read, carrying
+        the node's finished runs), then ``claim; COMMIT``."""
+        own = cast(CommitTx, tx)
         async with tx.transaction():
-            if ends:
-                await self.end_runs(tx, ends, now)
             if params.limit <= 0:
+                if ends:
+                    await own.execute("end_runs", self._end_args(ends, now), commit=True)
                 return []
             args = {
                 "queue": params.queue,
@@ -147,7 +157,10 @@ class MySQLDialect(Dialect):
                 "isolate_after": params.isolate_after,
                 "idle": params.idle,
             }
-            rows = await tx.fetch("fetch", args)
+            if ends:
+                rows = await tx.fetch("end_runs_then_fetch", {**args, **self._end_args(ends, now)})
+            else:
+                rows = await tx.fetch("fetch", args)
             if not rows:
                 return []
             if params.idle and rows[0][_RESCUES] >= params.isolate_after:
@@ -157,11 +170,28 @@ class MySQLDialect(Dialect):
                 if not rows:
                     return []
             claim = {"ids": _ids([row[0] for row in rows]), "now": now, "node": params.node}
-            await tx.execute("claim", claim)
+            await own.execute("claim", claim, commit=True)
             return [(*row[:_ATTEMPT], row[_ATTEMPT] + 1, *row[_ATTEMPT + 1 :]) for row in rows]
 
+    def _end_args(self, ends: Sequence[RunEnd], now: Any) -> dict[str, Any]:
+        """The binds of ``end_runs``: each run once (its first end), sorted by id. The UPDATE
+        is fenced on (running, attempt), so a run no longer current is left alone."""
+        first: dict[tuple[int, int], RunEnd] = {}
+        for end in ends:
+            first.setdefault((end.id, end.attempt), end)
+        rows = [
+            [
+                end.id, end.attempt, end.state.value, end.refund, end.rescued, end.delay,
+                1 if end.finalize else 0,
+                None if end.error is None else encode_error(end.error).decode(),
+            ]
+            for end in sorted(first.values(), key=lambda end: (end.id, end.attempt))
+        ]  # fmt: skip
+        return {"ends": _encode.encode(rows).decode(), "now": now}
+
     async def end_runs(self, tx: Tx, ends: Sequence[RunEnd], now: Any) -> list[int]:
-        """Lock the runs still current (sorted ids), then apply their ends in one UPDATE."""
+        """Lock the runs still current (sorted ids; ``START TRANSACTION`` travels with it),
+        then apply their ends in one UPDATE that also commits: two round trips."""
         pairs = sorted({(end.id, end.attempt) for end in ends})
         runs = _encode.encode([list(pair) for pair in pairs]).decode()
         current = {(row[0], row[1]) for row in await tx.fetch("lock_runs", {"runs": runs})}
@@ -169,19 +199,12 @@ class MySQLDialect(Dialect):
         for end in ends:  # a run listed twice is applied once: the first current entry
             if (end.id, end.attempt) in current:
                 first.setdefault(end.id, end)
-        todo = sorted(first.values(), key=lambda end: end.id)
-        if not todo:
+        if not first:
             return []
-        rows = [
-            [
-                end.id, end.attempt, end.state.value, end.refund, end.rescued, end.delay,
-                1 if end.finalize else 0,
-                None if end.error is None else encode_error(end.error).decode(),
-            ]
-            for end in todo
-        ]  # fmt: skip
-        await tx.execute("end_runs", {"ends": _encode.encode(rows).decode(), "now": now})
-        return [end.id for end in todo]
+        await cast(CommitTx, tx).execute(
+            "end_runs", self._end_args(list(first.values()), now), commit=True
+        )
+        return sorted(first)
 
     async def elect(self, tx: Tx, args: Mapping[str, Any]) -> bool:
         await tx.execute("elect", args)

@@ -140,7 +140,7 @@ WHERE id = :id
 
 -- -------------------------------------------------------------------------- working (own)
 
--- name: fetch
+-- fragment: fetch_select
 -- The claim's locking read: available jobs of :queue in run order, through fetch_idx (equality
 -- on state and queue, then the index order: no filesort, and LIMIT stops the scan, so only the
 -- rows returned are locked). Suspects (rescues >= :isolate_after) only for an idle node, which
@@ -153,6 +153,15 @@ WHERE state = 'available' AND queue = :queue AND (rescues < :isolate_after OR :i
 ORDER BY priority, scheduled_at, id
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
+
+-- name: fetch
+/*fragment:fetch_select*/
+
+-- name: end_runs_then_fetch
+-- A fetch that carries the node's finished runs: end_runs, then fetch, in one query (two
+-- statements: both servers take several in one round trip; the rows are fetch's).
+/*fragment:end_runs_update*/;
+/*fragment:fetch_select*/
 
 -- name: claim
 -- The locked rows of fetch (:ids, sorted) become running for :node.
@@ -171,10 +180,11 @@ STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = r.id
 WHERE j.state = 'running' AND j.attempt = r.attempt
 FOR UPDATE
 
--- name: end_runs
--- Apply decided run ends (locked by lock_runs) by primary key, fenced again on (running,
--- attempt). :ends is [[id, attempt, state, refund, rescued, delay, finalize, error], ...]
--- sorted by id; delay NULL keeps scheduled_at; error is a JSON object's text or NULL.
+-- fragment: end_runs_update
+-- Apply decided run ends by primary key (in id order, so concurrent writers lock alike),
+-- fenced on (running, attempt): a run that is no longer current is left alone. :ends is
+-- [[id, attempt, state, refund, rescued, delay, finalize, error], ...] sorted by id; delay
+-- NULL keeps scheduled_at; error is a JSON object's text or NULL.
 UPDATE JSON_TABLE(:ends, '$[*]' COLUMNS (
     id       BIGINT PATH '$[0]',
     attempt  INT PATH '$[1]',
@@ -197,6 +207,10 @@ SET j.state = c.state,
         WHEN JSON_TYPE(j.errors) <> 'ARRAY' THEN JSON_ARRAY(JSON_EXTRACT(c.error, '$'))
         ELSE JSON_ARRAY_APPEND(j.errors, '$', JSON_EXTRACT(c.error, '$')) END
 WHERE j.state = 'running' AND j.attempt = c.attempt
+
+-- name: end_runs
+-- complete_many: after lock_runs told which runs are still current (their ids are the answer).
+/*fragment:end_runs_update*/
 
 -- name: release_orphans
 -- Jobs :node claimed in a fetch whose answer never reached it (the connection dropped after
