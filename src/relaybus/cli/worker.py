@@ -85,17 +85,17 @@ def _serve_metrics(
     """``--metrics-port``: instrument ``bus`` with relaybus.prometheus and serve /metrics; the
     returned function stops the server."""
     try:
-        from .. import prometheus  # the prometheus extra
+        from ..prometheus import Metrics, serve  # the prometheus extra
     except ImportError as exc:
         raise CLIError(
             f"--metrics-port needs the prometheus extra: pip install 'relaybus[prometheus]' ({exc})"
         ) from None
     try:
-        prometheus.Metrics().instrument(bus)
+        Metrics().instrument(bus)
     except ValueError:  # the app registered the relaybus metrics itself: serve them
         logger.info("relaybus metrics are already registered by the app; serving them")
     try:
-        server = prometheus.serve(port, addr)
+        server = serve(port, addr)
     except OSError as exc:
         raise CLIError(f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc}") from None
     logger.info("serving metrics at http://%s:%d/metrics", addr, port)
