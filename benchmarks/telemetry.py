@@ -3,15 +3,15 @@ PostgreSQL processing. ``python -m benchmarks --only telemetry``, or on its own:
 ``python -m benchmarks.telemetry [--quick] [--rounds N] [--jobs N]``.
 
 Each round runs the same processing once per variant (off; on with every job traced; on with
-10% of dispatches traced), in an order that rotates between rounds to cancel drift on a noisy
-machine. A run: a fresh PostgreSQL schema, N jobs inserted 10 per ``dispatch_many`` (untimed),
-then one worker (concurrency 10) processes them; the time per job is measured from the first
-handler call to the last, as wall time and as this process's CPU time. "On" means the bus is
-instrumented with ``relaybus.otel`` (an SDK ``TracerProvider`` with a ``BatchSpanProcessor``
-and an exporter that drops the spans: production minus the network) and
-``relaybus.prometheus.Metrics`` (its own registry); its jobs were dispatched traced, so every
-run extracts a parent context from the job's meta. "Off" installs nothing. The overhead is the
-median over rounds of (on / off - 1), per job.
+10% of dispatches traced; metrics only), in an order that rotates between rounds to cancel
+drift on a noisy machine. A run: a fresh PostgreSQL schema, N jobs inserted 10 per
+``dispatch_many`` (untimed), then one worker (concurrency 10) processes them; the time per job
+is measured from the first handler call to the last, as wall time and as this process's CPU
+time. "On" means the bus is instrumented with ``relaybus.otel`` (an SDK ``TracerProvider``
+with a ``BatchSpanProcessor`` and an exporter that drops the spans: production minus the
+network) and ``relaybus.prometheus.Metrics`` (its own registry); its jobs were dispatched
+traced, so every run extracts a parent context from the job's meta. "Off" installs nothing.
+The overhead is the median over rounds of (variant / off - 1), per job.
 """
 
 from __future__ import annotations
@@ -135,24 +135,26 @@ async def one_run(
     return (last - first) / max(1, jobs - 1), (cpu_last - cpu_first) / max(1, jobs - 1)
 
 
-#: (label, telemetry on, trace sampling ratio)
+#: (label, telemetry on, trace sampling ratio, what is on)
+BOTH = ("otel", "prometheus")
 VARIANTS = (
-    ("off", False, 1.0),
-    ("on", True, 1.0),
-    ("on-sampled", True, SAMPLED),
+    ("off", False, 1.0, BOTH),
+    ("on", True, 1.0, BOTH),
+    ("on-sampled", True, SAMPLED, BOTH),
+    ("metrics-only", True, 1.0, ("prometheus",)),
 )
 
 
 def measure(rounds: int, jobs: int) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds per job of every variant in every round, in an order that rotates
     from round to round."""
-    for _, telemetry, sample in VARIANTS:  # warm up: imports, server caches
-        asyncio.run(one_run(min(jobs, 500), telemetry, sample=sample))
-    values: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in VARIANTS}
+    for _, telemetry, sample, parts in VARIANTS:  # warm up: imports, server caches
+        asyncio.run(one_run(min(jobs, 500), telemetry, parts, sample))
+    values: dict[str, list[tuple[float, float]]] = {label: [] for label, *_ in VARIANTS}
     for i in range(rounds):
         order = VARIANTS[i % len(VARIANTS) :] + VARIANTS[: i % len(VARIANTS)]
-        for label, telemetry, sample in order:
-            values[label].append(asyncio.run(one_run(jobs, telemetry, sample=sample)))
+        for label, telemetry, sample, parts in order:
+            values[label].append(asyncio.run(one_run(jobs, telemetry, parts, sample)))
         off = values["off"][-1][0]
         log(
             f"[telemetry] round {i + 1}/{rounds}: "
@@ -177,6 +179,7 @@ def run(quick: bool = False, rounds: int | None = None, jobs: int | None = None)
         "off": "off (nothing installed)",
         "on": "on: relaybus.otel (every job traced) + relaybus.prometheus",
         "on-sampled": f"on, {SAMPLED:.0%} of dispatches traced (ParentBased ratio sampler)",
+        "metrics-only": "relaybus.prometheus only",
     }
     rows = []
     summary: dict[str, float] = {}
