@@ -245,9 +245,34 @@ async def test_prometheus_counts_rescues(clock: FakeClock) -> None:
     assert registry.get_sample_value("relaybus_jobs_discarded_total", labels) == 1  # exhausted
 
 
-def test_metrics_reject_a_bad_interval() -> None:
+def test_metrics_reject_bad_settings_and_a_second_registration() -> None:
     with pytest.raises(rb.ConfigurationError):
         relaybus.prometheus.Metrics(CollectorRegistry(), sample_interval=0)
+    with pytest.raises(rb.ConfigurationError):
+        relaybus.prometheus.Metrics(CollectorRegistry(), buckets=[float("inf")])
+    registry = CollectorRegistry()
+    relaybus.prometheus.Metrics(registry, buckets=[2.0, 1.0])
+    with pytest.raises(ValueError, match="Duplicated"):  # what `--metrics-port` relies on
+        relaybus.prometheus.Metrics(registry)
+
+
+async def test_histogram_buckets_are_cumulative_and_le_inclusive(clock: FakeClock) -> None:
+    registry = CollectorRegistry()
+    metrics = relaybus.prometheus.Metrics(registry, buckets=(1.0, 2.0))
+    bus: rb.Bus[None] = rb.Bus(store=rb.MemoryStore(clock=clock))
+    for took in (0.5, 1.0, 1.5, 3.0):
+        metrics.record(rb.JobFinished("n", 1, "h", "q", 1, "completed", took), bus)
+    labels = {"queue": "q", "handler": "h"}
+
+    def bucket(le: str) -> float | None:
+        return registry.get_sample_value(
+            "relaybus_job_duration_seconds_bucket", {**labels, "le": le}
+        )
+
+    assert [bucket("1.0"), bucket("2.0"), bucket("+Inf")] == [2, 3, 4]
+    assert registry.get_sample_value("relaybus_job_duration_seconds_count", labels) == 4
+    assert registry.get_sample_value("relaybus_job_duration_seconds_sum", labels) == 6.0
+    assert registry.get_sample_value("relaybus_jobs_completed_total", labels) == 4
 
 
 def test_the_grafana_dashboard_is_json_over_the_documented_metrics() -> None:

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 import relaybus as rb
 
@@ -68,24 +73,101 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 _STATES = tuple(state.value for state in rb.JobState)
 
 
+def _le(bound: float) -> str:
+    """A bucket's ``le`` label, as prometheus_client writes it."""
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+class _Histogram:
+    """Counts per bucket (not cumulative: the collector adds them up) and the sum."""
+
+    __slots__ = ("buckets", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0] * size
+        self.sum = 0.0
+
+
 class _Series:
-    """The label children of one (queue, handler): looked up once, then reused per job."""
+    """The per-job figures of one (queue, handler), as plain numbers: a job costs a few
+    additions here (no lock, no label lookup); the collector reads them at scrape time."""
 
     __slots__ = (
         "cancelled", "completed", "discarded", "duration", "rescued", "retried", "running",
         "snoozed", "wait",
     )  # fmt: skip
 
-    def __init__(self, metrics: Metrics, queue: str, handler: str) -> None:
-        self.completed = metrics.completed.labels(queue, handler)
-        self.retried = metrics.retried.labels(queue, handler)
-        self.discarded = metrics.discarded.labels(queue, handler)
-        self.cancelled = metrics.cancelled.labels(queue, handler)
-        self.snoozed = metrics.snoozed.labels(queue, handler)
-        self.rescued = metrics.rescued.labels(queue, handler)
-        self.duration = metrics.duration.labels(queue, handler)
-        self.wait = metrics.wait.labels(queue, handler)
-        self.running = metrics.running.labels(queue)
+    def __init__(self, buckets: int) -> None:
+        self.completed = self.retried = self.discarded = self.cancelled = 0
+        self.snoozed = self.rescued = self.running = 0
+        self.duration = _Histogram(buckets)
+        self.wait = _Histogram(buckets)
+
+
+_COUNTERS = (
+    ("relaybus_jobs_completed", "completed"),
+    ("relaybus_jobs_retried", "retried"),
+    ("relaybus_jobs_discarded", "discarded"),
+    ("relaybus_jobs_cancelled", "cancelled"),
+    ("relaybus_jobs_snoozed", "snoozed"),
+    ("relaybus_jobs_rescued", "rescued"),
+)
+_HISTOGRAMS = (
+    ("relaybus_job_duration_seconds", "duration"),
+    ("relaybus_job_queue_wait_seconds", "wait"),
+)
+_JOB_LABELS = ["queue", "handler"]
+
+
+class _JobCollector(Collector):
+    """Exports the per-job counters, histograms and the running gauge from ``Metrics``."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families([], [])
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._metrics
+        return self._families(list(m.series_by_key.items()), list(m.inserted.items()))
+
+    def _families(
+        self,
+        series: list[tuple[tuple[str, str], _Series]],
+        inserted: list[tuple[tuple[str, str, str], int]],
+    ) -> list[Metric]:
+        families: list[Metric] = []
+        family = CounterMetricFamily(
+            "relaybus_jobs_inserted", METRICS["relaybus_jobs_inserted"][2],
+            labels=["queue", "handler", "outcome"],
+        )  # fmt: skip
+        for labels, count in inserted:
+            family.add_metric(list(labels), count)
+        families.append(family)
+        for name, attr in _COUNTERS:
+            family = CounterMetricFamily(name, METRICS[name][2], labels=_JOB_LABELS)
+            for key, s in series:
+                family.add_metric(list(key), getattr(s, attr))
+            families.append(family)
+        bounds = self._metrics.bucket_labels
+        for name, attr in _HISTOGRAMS:
+            hist = HistogramMetricFamily(name, METRICS[name][2], labels=_JOB_LABELS)
+            for key, s in series:
+                h: _Histogram = getattr(s, attr)
+                cumulative = list(accumulate(h.buckets))
+                hist.add_metric(list(key), list(zip(bounds, cumulative, strict=True)), h.sum)
+            families.append(hist)
+        running = GaugeMetricFamily(
+            "relaybus_jobs_running", METRICS["relaybus_jobs_running"][2], labels=["queue"]
+        )
+        by_queue: dict[str, int] = {}
+        for (queue, _handler), s in series:
+            by_queue[queue] = by_queue.get(queue, 0) + s.running
+        for queue, count in by_queue.items():
+            running.add_metric([queue], count)
+        families.append(running)
+        return families
 
 
 class Metrics:
@@ -101,42 +183,28 @@ class Metrics:
     ) -> None:
         if sample_interval <= 0:
             raise rb.ConfigurationError("sample_interval must be > 0")
+        bounds = sorted(float(b) for b in buckets if b != float("inf"))
+        if not bounds:
+            raise rb.ConfigurationError("buckets must hold at least one finite bound")
         self.registry = registry if registry is not None else REGISTRY
         self.sample_interval = sample_interval
         self.logger = logging.getLogger("relaybus.prometheus")
-        r, jh = self.registry, ("queue", "handler")
-
-        def counter(name: str) -> Counter:
-            _kind, labels, doc = METRICS[name]
-            return Counter(name, doc, labels, registry=r)
-
-        self.inserted = counter("relaybus_jobs_inserted")
-        self.completed = counter("relaybus_jobs_completed")
-        self.retried = counter("relaybus_jobs_retried")
-        self.discarded = counter("relaybus_jobs_discarded")
-        self.cancelled = counter("relaybus_jobs_cancelled")
-        self.snoozed = counter("relaybus_jobs_snoozed")
-        self.rescued = counter("relaybus_jobs_rescued")
-        self.duration = Histogram(
-            "relaybus_job_duration_seconds", METRICS["relaybus_job_duration_seconds"][2], jh,
-            registry=r, buckets=tuple(buckets),
-        )  # fmt: skip
-        self.wait = Histogram(
-            "relaybus_job_queue_wait_seconds", METRICS["relaybus_job_queue_wait_seconds"][2], jh,
-            registry=r, buckets=tuple(buckets),
-        )  # fmt: skip
-        self.running = Gauge(
-            "relaybus_jobs_running", METRICS["relaybus_jobs_running"][2], ("queue",), registry=r
-        )
+        self.bounds = [*bounds, float("inf")]
+        self.bucket_labels = [_le(b) for b in self.bounds]
+        self.series_by_key: dict[tuple[str, str], _Series] = {}
+        self.inserted: dict[tuple[str, str, str], int] = {}
+        r = self.registry
         self.queue_jobs = Gauge(
             "relaybus_queue_jobs", METRICS["relaybus_queue_jobs"][2], ("queue", "state"),
-            registry=r,
+            registry=None,
         )  # fmt: skip
         self.nodes_alive = Gauge(
-            "relaybus_nodes_alive", METRICS["relaybus_nodes_alive"][2], registry=r
+            "relaybus_nodes_alive", METRICS["relaybus_nodes_alive"][2], registry=None
         )
-        self.leader = Gauge("relaybus_leader", METRICS["relaybus_leader"][2], registry=r)
-        self._series: dict[tuple[str, str], _Series] = {}
+        self.leader = Gauge("relaybus_leader", METRICS["relaybus_leader"][2], registry=None)
+        r.register(_JobCollector(self))  # ValueError if these metrics are registered already
+        for gauge in (self.queue_jobs, self.nodes_alive, self.leader):
+            r.register(gauge)
         self._samplers: dict[str, asyncio.Task[None]] = {}  # leader node id → its sampler
         self._sampled_queues: set[str] = set()
 
@@ -151,41 +219,47 @@ class Metrics:
 
     def series(self, queue: str, handler: str) -> _Series:
         key = (queue, handler)
-        found = self._series.get(key)
+        found = self.series_by_key.get(key)
         if found is None:
-            found = self._series[key] = _Series(self, queue, handler)
+            found = self.series_by_key[key] = _Series(len(self.bounds))
         return found
+
+    def _observe(self, h: _Histogram, value: float) -> None:
+        h.buckets[bisect_left(self.bounds, value)] += 1
+        h.sum += value
 
     def record(self, event: rb.RuntimeEvent, bus: rb.Bus[Any]) -> None:
         """Update the metrics for one runtime event of ``bus``."""
         if isinstance(event, rb.JobFinished):
             s = self.series(event.queue, event.handler)
-            s.running.dec()
+            s.running -= 1
             if event.duration is not None:
-                s.duration.observe(event.duration)
+                self._observe(s.duration, event.duration)
             outcome = event.outcome
             if outcome == "completed":
-                s.completed.inc()
+                s.completed += 1
             elif outcome == "retried":
-                s.retried.inc()
+                s.retried += 1
             elif outcome == "discarded":
-                s.discarded.inc()
+                s.discarded += 1
             elif outcome == "cancelled":
-                s.cancelled.inc()
+                s.cancelled += 1
             elif outcome == "snoozed":
-                s.snoozed.inc()
+                s.snoozed += 1
         elif isinstance(event, rb.JobClaimed):
             s = self.series(event.queue, event.handler)
-            s.running.inc()
-            s.wait.observe(event.wait)
+            s.running += 1
+            self._observe(s.wait, event.wait)
         elif isinstance(event, rb.JobsInserted):
+            inserted = self.inserted
             for job in event.jobs:
-                self.inserted.labels(job.queue, job.handler, job.outcome).inc()
+                key = (job.queue, job.handler, job.outcome)
+                inserted[key] = inserted.get(key, 0) + 1
         elif isinstance(event, rb.JobRescued):
             s = self.series(event.queue, event.handler)
-            s.rescued.inc()
+            s.rescued += 1
             if event.state is rb.JobState.DISCARDED:
-                s.discarded.inc()
+                s.discarded += 1
         elif isinstance(event, rb.LeadershipGained):
             self._start_sampling(event.node, bus)
         elif isinstance(event, rb.LeadershipLost | rb.NodeStopped):
