@@ -1,4 +1,4 @@
-"""Group ``telemetry`` (D): the per-job cost of ``relaybus.otel`` + ``relaybus.prometheus`` on
+"""Group ``telemetry`` (E): the per-job cost of ``relaybus.otel`` + ``relaybus.prometheus`` on
 PostgreSQL processing. ``python -m benchmarks --only telemetry``, or on its own:
 ``python -m benchmarks.telemetry [--quick] [--rounds N] [--jobs N]``.
 
@@ -214,7 +214,7 @@ def run(quick: bool = False, rounds: int | None = None, jobs: int | None = None)
     facts["prometheus-client"] = package_version("prometheus-client")
     return GroupResult(
         name="telemetry",
-        title="D. Telemetry overhead (relaybus.otel + relaybus.prometheus, PostgreSQL)",
+        title="E. Telemetry overhead (relaybus.otel + relaybus.prometheus, PostgreSQL)",
         intro=[(__doc__ or "").split("\n\n", 1)[1].strip().replace("\n", " ")],
         tables=[table],
         facts=facts,

@@ -356,7 +356,7 @@ async def test_a_store_transaction_starts_with_its_first_statement_and_may_end_w
         await tx.execute("delete_node", {"node": "a"})
         await tx.execute("heartbeat", {**args, "node": None}, commit=True)  # NOT NULL: fails
 
-    with pytest.raises(Exception, match="cannot be null|1048"):
+    with pytest.raises(Exception, match=r"cannot be null|1048"):
         await executor.run(bad_statement, transaction=True)
     assert await _nodes(store) == ["a", "b"]  # c and the delete rolled back with it
 

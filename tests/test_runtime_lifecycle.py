@@ -423,8 +423,8 @@ async def test_the_worker_starts_and_stops_every_service(clock: FakeClock) -> No
         w = bus.worker(queues={"default": 1, "other": 1}, poll_interval=0.05)
         names = [s.name for s in w.services]
         assert names == [
-            "completer", "heartbeat", "elector", "stager", "rescuer", "pruner", "watchdog",
-            "producer[default]", "producer[other]",
+            "completer", "heartbeat", "elector", "stager", "rescuer", "pruner", "scheduler",
+            "watchdog", "producer[default]", "producer[other]",
         ]  # fmt: skip
         async with w:
             assert all(s.running for s in w.services)

@@ -45,6 +45,7 @@ from ._observe import (
 )
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
+from ._schedules import Schedule
 from ._types import (
     PENDING_STATES,
     TRACE_META_KEY,
@@ -57,6 +58,7 @@ from ._types import (
     NodeInfo,
     Priority,
     QueueInfo,
+    Throughput,
 )
 from .stores import registry
 from .stores.memory import MemoryStore
@@ -105,10 +107,12 @@ __all__ = [
     "PostgresStore",
     "Priority",
     "QueueInfo",
+    "Throughput",
     "RelaybusError",
     "Replace",
     "Retention",
     "SQLiteStore",
+    "Schedule",
     "Snooze",
     "StoreClosed",
     "StoreError",

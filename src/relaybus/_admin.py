@@ -8,16 +8,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._driver import ListParams
 from ._errors import JobNotFound, JobRunning, UniqueConflict
-from ._types import TERMINAL_STATES, Job, JobState, QueueInfo
+from ._types import TERMINAL_STATES, Job, JobState, QueueInfo, Throughput
 from ._validate import check_job_id, check_name, quoted
 
 if TYPE_CHECKING:
     from ._bus import Bus
 
-__all__ = ["BULK_LIMIT", "Jobs", "Queues"]
+__all__ = ["BULK_LIMIT", "COUNT_CAP", "Jobs", "Queues"]
 
 #: The most jobs one bulk admin call changes (by default).
 BULK_LIMIT = 1000
+#: The most jobs a capped count reads (``count``, ``stats(cap=...)``) by default.
+COUNT_CAP = 10_000
 
 
 class Jobs:
@@ -62,9 +64,42 @@ class Jobs:
         self._bus.cancel_local(job_id)
         return job
 
-    async def stats(self) -> dict[str, dict[str, int]]:
-        """Job counts by queue and state."""
-        return await self._bus.store.stats()
+    async def stats(self, *, cap: int | None = None) -> dict[str, dict[str, int]]:
+        """Job counts by queue and state. With ``cap``, the store reads at most ``cap`` jobs of
+        each state (fast on a table of millions): a state whose counts add up to ``cap`` may
+        hold more."""
+        if cap is None:
+            return await self._bus.store.stats()
+        return await self._bus.store.capped_stats(_positive("cap", cap))
+
+    async def count(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        handler: str | None = None,
+        text: str | None = None,
+        cap: int = COUNT_CAP,
+    ) -> int:
+        """How many jobs match the filters (as ``list``), counting at most ``cap``: a result
+        equal to ``cap`` means "``cap`` or more"."""
+        cap = _positive("cap", cap)
+        params = _list_params(state, queue, handler, cap, text, None, None, "oldest")
+        return await self._bus.store.count(params)
+
+    async def throughput(self, *, window: float = 3600.0, buckets: int = 12) -> Throughput:
+        """Jobs finished (completed, cancelled, discarded) over the last ``window`` seconds in
+        ``buckets`` equal parts, oldest first, counted by the store."""
+        if isinstance(window, bool) or not isinstance(window, int | float) or not window > 0:
+            raise ValueError(f"window must be a number of seconds > 0, not {quoted(window)}")
+        buckets = _positive("buckets", buckets)
+        if buckets > 1000:
+            raise ValueError(f"buckets must be at most 1000, not {buckets}")
+        parts: list[dict[str, int]] = [{} for _ in range(buckets)]
+        for bucket, state, count in await self._bus.store.finished(float(window), buckets):
+            part = parts[min(max(bucket, 0), buckets - 1)]
+            part[state] = part.get(state, 0) + count
+        return Throughput(float(window), tuple(parts))
 
     async def delete(self, job_id: int) -> Job:
         """Delete a job that is not running and return its last record (JobNotFound; JobRunning
@@ -114,8 +149,7 @@ class Jobs:
     async def _matching(
         self, state: JobState | str | None, queue: str | None, handler: str | None, limit: int
     ) -> builtins.list[Job]:
-        if not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be an integer >= 1, not {quoted(limit)}")
+        limit = _positive("limit", limit)
         params = _list_params(state, queue, handler, limit, None, None, None, "oldest")
         return await self._bus.store.list(params)
 
@@ -134,9 +168,10 @@ class Queues:
         await self._bus.store.resume(check_name("queue", name))
         self._bus.wake(name)
 
-    async def list(self) -> builtins.list[QueueInfo]:
-        """Every queue that holds jobs or is paused, with its job counts by state."""
-        counts = await self._bus.store.stats()
+    async def list(self, *, cap: int | None = None) -> builtins.list[QueueInfo]:
+        """Every queue that holds jobs or is paused, with its job counts by state (``cap``:
+        counted as ``bus.jobs.stats(cap=...)`` does)."""
+        counts = await self._bus.jobs.stats(cap=cap)
         paused = set(await self._bus.store.paused())
         names = sorted(set(counts) | paused)
         return [QueueInfo(name, name in paused, dict(counts.get(name, {}))) for name in names]
@@ -159,6 +194,12 @@ async def _each(
             continue
         done += deleting or after.state is not job.state
     return done
+
+
+def _positive(what: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be an integer >= 1, not {quoted(value)}")
+    return value
 
 
 def _list_params(

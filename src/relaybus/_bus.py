@@ -19,10 +19,12 @@ from ._middleware import (
     run_dispatch_chain,
     run_with_middleware,
 )
-from ._observe import InsertedJob, JobsInserted, Observer, emit
+from ._observe import Observer, insert_observed
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import JobOptions, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
+from ._schedules import Schedule, Schedules, ScheduleSlot
+from ._slots import Cron, Every, Slots
 from ._types import DispatchResult, InsertResult, NodeInfo
 from ._validate import check_name, optional_seconds
 from .stores.memory import MemoryStore
@@ -88,6 +90,8 @@ class Bus(Generic[S]):
         self.dispatch_middleware: list[DispatchMiddleware] = []
         #: Runtime event observers (``observe``); workers share this list.
         self.observers: list[Observer] = []
+        #: The periodic schedules (``every`` / ``cron``), dispatched by the leading worker.
+        self.schedules = Schedules()
         self.jobs = Jobs(self)
         self.queues = Queues(self)
         self._plans: dict[type, Plan] = {}
@@ -143,8 +147,11 @@ class Bus(Generic[S]):
         backoff: BackoffLike | None = None,
         unique: Unique | None = None,
         replace: Replace | None = None,
+        isolation: Literal["process"] | None = None,
     ) -> Callable[[F], F]:
-        """Register a job handler: each dispatch inserts one job for it into the store."""
+        """Register a job handler: each dispatch inserts one job for it into the store.
+        ``isolation="process"``: a plain ``def`` handler runs in a child process of the
+        worker's pool, killed at its timeout (see docs/isolation.md)."""
 
         def decorator(func: F) -> F:
             self.registry.add_job(
@@ -158,10 +165,62 @@ class Bus(Generic[S]):
                 backoff=backoff,
                 unique=unique,
                 replace=replace,
+                isolation=isolation,
             )
             return func
 
         return decorator
+
+    def every(
+        self,
+        interval: float | timedelta,
+        event: Any,
+        *,
+        name: str | None = None,
+        missed: str = "latest",
+        queue: str = "default",
+        max_missed: int = 100,
+    ) -> Schedule:
+        """Dispatch ``event`` (an event, or a factory called with the slot time or nothing)
+        every ``interval`` (seconds or timedelta), at multiples of it since the Unix epoch (UTC).
+        The leading worker dispatches each slot exactly once; see docs/periodic-events.md."""
+        return self._add_schedule(Every(interval), event, name, missed, queue, max_missed)
+
+    def cron(
+        self,
+        expr: str,
+        event: Any,
+        *,
+        name: str | None = None,
+        tz: str | None = None,
+        missed: str = "latest",
+        queue: str = "default",
+        max_missed: int = 100,
+    ) -> Schedule:
+        """Dispatch ``event`` at the times matching the five-field cron expression ``expr`` in
+        the time zone ``tz`` (an IANA name; default UTC). Needs ``relaybus[cron]``."""
+        return self._add_schedule(Cron(expr, tz), event, name, missed, queue, max_missed)
+
+    def _add_schedule(
+        self, slots: Slots, event: Any, name: str | None, missed: str, queue: str, max_missed: int
+    ) -> Schedule:
+        schedule = self.schedules.build(
+            slots, event, name=name, missed=missed, queue=queue, max_missed=max_missed
+        )
+        self.registry.add_job(
+            ScheduleSlot,
+            Schedules.record_handler,
+            name=schedule.record_handler,
+            queue=queue,
+            priority=3,
+            max_attempts=1,
+            timeout=60.0,
+            backoff=None,
+            unique=None,
+            replace=None,
+        )
+        self.schedules.add(schedule)
+        return schedule
 
     def register(self, handler: object) -> None:
         """Register a class-based ``rb.Handler[E]`` or ``rb.JobHandler[E]`` instance."""
@@ -376,31 +435,14 @@ class Bus(Generic[S]):
         """Build the rows, insert them in one ``insert_many``, record the outcomes."""
         new_jobs, owners = build_jobs(events, plans, options)
         if self.observers:
-            inserted = await self._insert_observed(new_jobs, conn)
+            observers = self.observers
+            inserted = await insert_observed(self.store, new_jobs, conn, observers, self.logger)
         else:
             inserted = await self.store.insert_many(new_jobs, conn)
         woken = _record_inserted(results, owners, new_jobs, inserted)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:
                 self.wake(name)
-
-    async def _insert_observed(self, new_jobs: list[NewJob], conn: Any) -> list[Inserted]:
-        """``insert_many``, reported to the observers (``JobsInserted``), failure included."""
-        clock = self.store.clock
-        started_at, started = clock.now(), clock.monotonic()
-        try:
-            inserted = await self.store.insert_many(new_jobs, conn)
-        except BaseException as exc:
-            took = clock.monotonic() - started
-            emit(self.observers, JobsInserted((), started_at, took, exc), self.logger)
-            raise
-        jobs = tuple(
-            InsertedJob(row.id, new.handler, new.queue, row.outcome)
-            for row, new in zip(inserted, new_jobs, strict=True)
-        )
-        took = clock.monotonic() - started
-        emit(self.observers, JobsInserted(jobs, started_at, took), self.logger)
-        return inserted
 
     async def _run_inline(
         self, event: Any, plan: Plan, meta: dict[str, Any], failures: list[Exception]
@@ -432,8 +474,13 @@ class Bus(Generic[S]):
         prune_interval: float | timedelta = 60.0,
         retention: Retention | None = None,
         handle_signals: bool = False,
+        app: str | None = None,
+        process_pool: int | None = None,
     ) -> Worker:
-        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``."""
+        """A worker running this bus's jobs: ``async with bus.worker(...):`` or ``w.run()``.
+
+        ``app="module:bus"`` names this bus for the child processes of process handlers
+        (``isolation="process"``), ``process_pool`` their number."""
         config = WorkerConfig.build(
             queues=queues,
             node=node,
@@ -446,6 +493,8 @@ class Bus(Generic[S]):
             prune_interval=prune_interval,
             retention=retention,
             handle_signals=handle_signals,
+            app=app,
+            process_pool=process_pool,
         )
         return Worker(self, config)
 

@@ -272,6 +272,21 @@ class Driver(Protocol):
 
     async def stats(self) -> dict[str, dict[str, int]]: ...
 
+    async def count(self, params: ListParams) -> int:
+        """How many jobs match ``params``' filters, counting at most ``params.limit``."""
+        ...
+
+    async def capped_stats(self, cap: int) -> dict[str, dict[str, int]]:
+        """Job counts by queue and state, reading at most ``cap`` jobs of each state (a state
+        whose counts add up to ``cap`` may have more)."""
+        ...
+
+    async def finished(self, window: float, buckets: int) -> builtins.list[tuple[int, str, int]]:
+        """Jobs finished in the last ``window`` seconds of the store's clock, as
+        ``(bucket, state, count)`` rows: ``window`` cut in ``buckets`` equal parts, 0 the
+        oldest; only buckets holding jobs."""
+        ...
+
     async def delete(self, job_id: int) -> Job:
         """Delete a job that is not running; return its last record (JobNotFound, JobRunning)."""
         ...

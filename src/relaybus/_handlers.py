@@ -9,11 +9,12 @@ import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from ._context import Context
 from ._errors import ConfigurationError, EventError
 from ._events import Event, EventCodec, codec_for
+from ._isolation.call import process_handler
 from ._options import BackoffLike, Replace, Unique, resolve_backoff
 from ._validate import check_name, optional_seconds
 
@@ -25,6 +26,7 @@ __all__ = [
     "JobSpec",
     "Registry",
     "call_in_daemon_thread",
+    "check_isolation",
     "check_priority",
     "default_handler_name",
 ]
@@ -34,6 +36,7 @@ T = TypeVar("T")
 
 HandlerFunc = Callable[[Any, Context[Any]], Any]
 AsyncHandler = Callable[[Any, Context[Any]], Awaitable[Any]]
+Isolation = Literal["process"] | None
 
 
 def check_priority(priority: object) -> int:
@@ -118,6 +121,47 @@ class JobSpec:
     backoff: Callable[[int], float]
     unique: Unique | None
     replace: Replace | None
+    isolation: Isolation = None  # "process": runs in a child process of the worker's pool
+    target: HandlerFunc | None = None  # the function itself (what a child process calls)
+
+
+def check_isolation(
+    isolation: object, func: HandlerFunc, name: str, explicit: bool
+) -> Isolation:
+    """``isolation="process"`` takes a plain ``def`` function a child process can import,
+    under a name that is the same there (``explicit``: the caller gave ``name=``)."""
+    if isolation is None:
+        return None
+    if isolation != "process":
+        raise ConfigurationError(f"isolation= takes 'process' or None, not {isolation!r}")
+    where = f"handler {name!r}"
+    if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004
+    ):
+        raise ConfigurationError(
+            f"{where} is async: isolation='process' runs plain def handlers (an async handler "
+            "is cancelled at its timeout already)"
+        )
+    if not inspect.isfunction(func):
+        raise ConfigurationError(
+            f"{where}: isolation='process' takes a module-level def function, not "
+            f"{type(func).__name__} (a child process finds it by importing the app)"
+        )
+    if func.__name__ == "<lambda>":
+        raise ConfigurationError(
+            f"{where} is a lambda: isolation='process' needs a module-level def function"
+        )
+    if "<locals>" in func.__qualname__:
+        raise ConfigurationError(
+            f"{where} is defined inside {func.__qualname__.split('.<locals>')[0]}(): a child "
+            "process imports the app and cannot reach it; define it at module level"
+        )
+    if func.__module__ == "__main__" and not explicit:
+        raise ConfigurationError(
+            f"{where} is defined in a script (__main__): a child process imports it under its "
+            "module name, where its default name differs; pass name='...'"
+        )
+    return "process"
 
 
 class Handler(Generic[E]):
@@ -211,8 +255,9 @@ class Registry:
         backoff: BackoffLike | None,
         unique: Unique | None,
         replace: Replace | None,
+        isolation: Isolation = None,
     ) -> JobSpec:
-        self.codec(event)
+        codec = self.codec(event)
         handler_name = (
             check_name("handler", name) if name is not None else default_handler_name(func)
         )
@@ -228,7 +273,10 @@ class Registry:
             raise ConfigurationError("replace= takes rb.Replace(...)")
         if replace is not None and unique is None:
             raise ConfigurationError("replace= only applies to unique jobs: also pass unique=")
+        isolated = check_isolation(isolation, func, handler_name, name is not None)
         call, is_async = _as_async(func)
+        if isolated is not None:
+            call = process_handler(handler_name, codec.encode, call)
         spec = JobSpec(
             name=handler_name,
             event=event,
@@ -241,6 +289,8 @@ class Registry:
             backoff=resolve_backoff(backoff),
             unique=unique,
             replace=replace,
+            isolation=isolated,
+            target=func,
         )
         self.jobs.setdefault(event, []).append(spec)
         self.job_by_name[handler_name] = spec

@@ -1,9 +1,10 @@
 """Runtime events for observers (``bus.observe(callback)``): what dispatch and the worker did.
 
-A leaf module (it imports only ``_types``): the bus and every runtime service import it. An
-observer is a plain callable taking one event; it is called synchronously, in the task that did
-the work, so it must be quick (hand slow work to a queue or a task of its own). An observer that
-raises is logged and skipped; it never changes what the runtime does.
+Near the leaves (it imports only ``_types`` and ``_driver``): the bus and every runtime
+service import it. An observer is a plain callable taking one event; it is called
+synchronously, in the task that did the work, so it must be quick (hand slow work to a queue or
+a task of its own). An observer that raises is logged and skipped; it never changes what the
+runtime does.
 
 When nothing observes, the runtime pays one truth test of the (empty) observer list at each
 place it would report, and builds no event.
@@ -22,10 +23,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
+from ._driver import Driver, Inserted, NewJob
 from ._types import InsertOutcome, JobError, JobState
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Observer",
     "RuntimeEvent",
     "emit",
+    "insert_observed",
 ]
 
 #: How a run ended, seen from the node that ran it. ``returned``: handed back unstarted or
@@ -170,3 +173,26 @@ def emit(observers: Sequence[Observer], event: RuntimeEvent, logger: logging.Log
             observer(event)
         except Exception:
             logger.exception("observer %r failed on %s", observer, type(event).__name__)
+
+
+async def insert_observed(
+    store: Driver,
+    new_jobs: list[NewJob],
+    conn: Any,
+    observers: Sequence[Observer],
+    logger: logging.Logger,
+) -> list[Inserted]:
+    """``store.insert_many``, reported to ``observers`` as ``JobsInserted`` (failure included)."""
+    clock = store.clock
+    started_at, started = clock.now(), clock.monotonic()
+    try:
+        inserted = await store.insert_many(new_jobs, conn)
+    except BaseException as exc:
+        emit(observers, JobsInserted((), started_at, clock.monotonic() - started, exc), logger)
+        raise
+    jobs = tuple(
+        InsertedJob(row.id, new.handler, new.queue, row.outcome)
+        for row, new in zip(inserted, new_jobs, strict=True)
+    )
+    emit(observers, JobsInserted(jobs, started_at, clock.monotonic() - started), logger)
+    return inserted

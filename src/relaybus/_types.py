@@ -28,6 +28,7 @@ __all__ = [
     "NodeInfo",
     "Priority",
     "QueueInfo",
+    "Throughput",
     "state_mask",
 ]
 
@@ -147,6 +148,26 @@ class QueueInfo:
     name: str
     paused: bool
     counts: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Jobs finished over the last ``window`` seconds (``bus.jobs.throughput()``): the window
+    cut in ``len(buckets)`` equal parts, oldest first, each counting the jobs that ended
+    ``completed``, ``cancelled`` or ``discarded`` in it (the store's clock)."""
+
+    window: float
+    buckets: tuple[dict[str, int], ...]
+
+    def total(self, state: str) -> int:
+        """Jobs that ended in ``state`` over the whole window."""
+        return sum(bucket.get(state, 0) for bucket in self.buckets)
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Discarded / (completed + discarded) over the window; None when nothing ended."""
+        done, failed = self.total("completed"), self.total("discarded")
+        return None if done + failed == 0 else failed / (done + failed)
 
 
 InsertOutcome = Literal["inserted", "duplicate", "replaced"]

@@ -13,6 +13,7 @@ from .._context import ContextFactory
 from .._driver import Claimed, Completion
 from .._errors import Cancel, Discard, Snooze
 from .._handlers import JobSpec, Registry
+from .._isolation.protocol import ChildError
 from .._middleware import HandlerMiddleware, run_with_middleware
 from .._options import Exponential
 from .._types import JobError, JobInfo
@@ -102,6 +103,8 @@ class Executor:
         spec = self._registry.job_by_name.get(job.handler)
         timeout = self.timeout_of(job)
         note = "" if spec is None or spec.is_async else " (sync handler abandoned in its thread)"
+        if spec is not None and spec.isolation == "process":
+            note = " (process handler: its child process was killed)"
         return self._failed(job, spec, "timeout", f"timed out after {timeout}s{note}")
 
     async def execute_with_timeout(self, job: Claimed) -> Completion:
@@ -200,6 +203,8 @@ class Executor:
         return Completion(job.id, job.attempt, "completed")
 
     def _raised(self, job: Claimed, spec: JobSpec, exc: BaseException) -> Completion:
+        if isinstance(exc, ChildError):  # raised in a child process: its own kind and traceback
+            return self._failed(job, spec, exc.kind, exc.message, exc.remote_traceback)
         if not isinstance(exc, Exception):
             self._logger.error(
                 "job %s (%s) on %s attempt %s raised %s: a failed attempt; the worker keeps "

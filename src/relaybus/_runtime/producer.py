@@ -23,7 +23,9 @@ from .service import Backoff, Env, Outage, Service
 
 __all__ = ["Producer"]
 
-MIN_POLL = 0.005
+MIN_POLL = 0.002
+#: Seconds after a fetch that found work during which polls stay at MIN_POLL (jobs flow).
+FLOWING = 1.0
 #: Retrying a failed fetch: from 100 ms, doubling, up to 5 s.
 FETCH_BACKOFF = Backoff(first=0.1, cap=5.0)
 
@@ -32,10 +34,10 @@ class Producer(Service):
     """Fetches as many jobs as it has idle slots whenever woken (an insert in this process, a
     notification, a slot going idle, the stager) or when its poll interval runs out.
 
-    Stores that cannot push notifications are polled adaptively: from 5 ms, doubling while
-    idle up to ``poll_interval`` (about ten empty polls), and back to 5 ms as soon as a fetch
-    finds work, so jobs dispatched by another process start within milliseconds while they
-    flow.
+    Stores that cannot push notifications are polled adaptively: every 2 ms while jobs flow
+    (for ``FLOWING`` seconds after a fetch that found work), then doubling while idle up to
+    ``poll_interval`` (about ten more empty polls), so jobs dispatched by another process start
+    within milliseconds while they flow and an idle node costs the database little.
 
     ``run_once()`` is one fetch for the idle slots. ``stop()`` stops fetching, hands back the
     jobs it claimed but never started, and returns; the ``slots`` finish their current job and
@@ -71,6 +73,7 @@ class Producer(Service):
         # Poll fast only for jobs other processes insert without notifying.
         self._adaptive = not store.supports_notify and not store.in_process
         self._poll = MIN_POLL if self._adaptive else poll_interval
+        self._flowing_until = 0.0  # loop time: until then an empty poll keeps the fast interval
         self._on_idle = on_idle
         self._observers = observers  # the bus's list: empty unless someone observes
         self._wake = asyncio.Event()  # the fetch loop's
@@ -115,6 +118,8 @@ class Producer(Service):
                 if found:
                     if self._adaptive:
                         self._poll = MIN_POLL
+                        # the poll wait is real time (asyncio.timeout), so is its window
+                        self._flowing_until = asyncio.get_running_loop().time() + FLOWING
                     continue  # slots wake us when they go idle again
                 if not self._wake.is_set():
                     await self._wait_for_work()
@@ -126,7 +131,7 @@ class Producer(Service):
             async with asyncio.timeout(self._poll):
                 await self._wake.wait()
         except TimeoutError:
-            if self._adaptive:
+            if self._adaptive and asyncio.get_running_loop().time() >= self._flowing_until:
                 self._poll = min(self._poll * 2, self._max_poll)
 
     def _hand_back(self) -> None:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import ContextFactory
 from .._errors import ConfigurationError, StoreClosed
+from .._isolation.call import CURRENT_POOL
+from .._isolation.pool import ProcessPool
+from .._isolation.setup import check_pool_options, pool_for
 from .._observe import NodeStarted, NodeStopped, emit
 from .._options import Retention
 from .._validate import check_name, seconds
@@ -21,6 +24,7 @@ from .executor import Executor
 from .maintenance import Heartbeat, Pruner, Rescuer, Stager
 from .node import NodeState, Watchdog, node_id
 from .producer import Producer
+from .scheduler import Scheduler
 from .service import Env, Service
 
 if TYPE_CHECKING:
@@ -42,6 +46,8 @@ class WorkerConfig:
     prune_interval: float
     retention: Retention
     handle_signals: bool
+    app: str | None = None  # MODULE:BUS, imported by the child processes of process handlers
+    process_pool: int | None = None  # their number (default: see isolation.pool_size)
 
     @classmethod
     def build(
@@ -58,6 +64,8 @@ class WorkerConfig:
         prune_interval: float | timedelta,
         retention: Retention | None,
         handle_signals: bool,
+        app: str | None = None,
+        process_pool: int | None = None,
     ) -> WorkerConfig:
         queues = _check_queues({"default": 10} if queues is None else dict(queues))
         if node is not None:
@@ -76,6 +84,7 @@ class WorkerConfig:
                 raise ConfigurationError(f"{name} must be > 0")
         if intervals["heartbeat_interval"] >= intervals["node_ttl"]:
             raise ConfigurationError("heartbeat_interval must be shorter than node_ttl")
+        check_pool_options(app, process_pool)
         return cls(
             queues=queues,
             node=node,
@@ -83,6 +92,8 @@ class WorkerConfig:
             max_rescues=max_rescues,
             retention=retention or Retention(),
             handle_signals=handle_signals,
+            app=app,
+            process_pool=process_pool,
             **intervals,
         )
 
@@ -105,8 +116,9 @@ class Worker:
     ``async with bus.worker(...) as w:`` runs it in the background for the block (graceful stop
     on exit); or ``await w.run()`` until ``await w.stop(grace=...)``. The services are attributes
     (``producers``, ``completer``, ``heartbeat``, ``elector``, ``stager``, ``rescuer``,
-    ``pruner``, ``watchdog``), each a :class:`~relaybus._runtime.service.Service` with
-    ``run_once()`` for tests; the worker starts them all, then stops them all, the same way.
+    ``pruner``, ``scheduler``, ``watchdog``), each a
+    :class:`~relaybus._runtime.service.Service` with ``run_once()`` for tests; the worker
+    starts them all, then stops them all, the same way.
     """
 
     def __init__(self, bus: Bus[Any], config: WorkerConfig, env: Env | None = None) -> None:
@@ -143,6 +155,9 @@ class Worker:
             observers=self.observers,
         )
         self.pruner = Pruner(store, config.prune_interval, env, self.elector, config.retention)
+        self.scheduler = Scheduler(
+            bus, min(config.poll_interval, 1.0), env, self.elector, served=config.queues
+        )
         self.producers = {
             queue: self._producer(queue, concurrency)
             for queue, concurrency in config.queues.items()
@@ -155,6 +170,8 @@ class Worker:
         self._running = False
         self._background: asyncio.Task[None] | None = None
         self._helpers: set[asyncio.Task[Any]] = set()
+        #: The child processes of the process handlers (``isolation="process"``) while it runs.
+        self.pool: ProcessPool | None = None
 
     def __repr__(self) -> str:
         return f"Worker(node={self.node.id!r}, queues={self.config.queues!r})"
@@ -181,7 +198,9 @@ class Worker:
     @property
     def services(self) -> list[Service]:
         """Every service, in start order (they stop in the reverse order)."""
-        maintenance = [self.heartbeat, self.elector, self.stager, self.rescuer, self.pruner]
+        maintenance = [
+            self.heartbeat, self.elector, self.stager, self.rescuer, self.pruner, self.scheduler,
+        ]
         return [self.completer, *maintenance, self.watchdog, *self.producers.values()]
 
     # -- wake-ups
@@ -199,6 +218,7 @@ class Worker:
         self.node.cancel(job_id, "lost")
 
     def _on_elected(self) -> None:
+        self.scheduler.reset()  # read the schedules' records again: another node may have led
         self.pruner.ran.clear()
         # Prune as soon as leadership is gained, then every prune_interval.
         task = asyncio.get_running_loop().create_task(self._prune_now())
@@ -220,13 +240,22 @@ class Worker:
         try:
             if not getattr(self.bus, "_open", False):
                 raise StoreClosed("open the bus before running a worker: `async with bus:`")
-            await self.heartbeat.run_once()  # the node row exists before the first claim
-            disconnect = await self._connect()
+            self.pool = pool_for(self.bus.registry, self.config, self.logger)
+            if self.pool is not None:
+                await self.pool.start()
+            token = CURRENT_POOL.set(self.pool)  # the services' tasks inherit it
             try:
-                await self._serve()
+                await self.heartbeat.run_once()  # the node row exists before the first claim
+                disconnect = await self._connect()
+                try:
+                    await self._serve()
+                finally:
+                    await self._stop_services()
+                    await disconnect()
             finally:
-                await self._stop_services()
-                await disconnect()
+                CURRENT_POOL.reset(token)
+                if self.pool is not None:
+                    await self.pool.stop()
         finally:
             self._done.set()
 

@@ -17,6 +17,7 @@ from .._errors import RelaybusError
 from .._types import JobState
 from .admin import jobs_command, nodes_command, queues_command, stats_command
 from .common import ENV_APP, ENV_DSN
+from .dashboard import ENV_PASSWORD, ENV_TOKEN, ENV_USER, dashboard_command
 from .schema import dialects, migrate_command, sql_command
 from .worker import demo_command, worker_command
 
@@ -40,6 +41,7 @@ examples:
   relaybus stats --watch --dsn sqlite:///jobs.db
   relaybus queues pause mail --app myapp.tasks:bus
   relaybus nodes --app myapp.tasks:bus
+  relaybus dashboard --dsn sqlite:///jobs.db --port 8181
   relaybus demo
 """
 
@@ -154,6 +156,20 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (listed, pause, resume):
         _where_options(sub)
 
+    dashboard = commands.add_parser(
+        "dashboard", help="serve the web dashboard (the web extra)",
+        description=(
+            "Serve the web dashboard (relaybus.web.app). It binds to 127.0.0.1; any other host "
+            f"needs authentication from the environment: {ENV_TOKEN} (a bearer token, or "
+            f"?token= once in the browser), or {ENV_USER} and {ENV_PASSWORD} (basic auth)."
+        ),
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    dashboard.add_argument("--port", type=int, default=8181, help="default 8181")
+    dashboard.add_argument("--read-only", action="store_true",
+                           help="no actions: retry, cancel, delete and pause are refused")
+    _where_options(dashboard)
+
     commands.add_parser("demo", help="run the demo (a shop backend on a temporary SQLite file)")
     return parser
 
@@ -207,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sql_command(args)
         if args.command == "worker":
             return worker_command(args)
+        if args.command == "dashboard":
+            return dashboard_command(args)
         if args.command in _ADMIN:
             return asyncio.run(_ADMIN[args.command](args))
         return demo_command(args)

@@ -161,7 +161,7 @@ def _child_argv(args: argparse.Namespace, spec: str, index: int) -> list[str]:
 def worker_command(args: argparse.Namespace) -> int:
     spec = _app_spec(args)
     bus = load_app(spec)
-    options = _worker_options(args)
+    options = {**_worker_options(args), "app": spec}  # process handlers' children import it
     bus.worker(**options)  # check every option here, before any process starts
     if args.processes < 1:
         raise CLIError("--processes must be >= 1")

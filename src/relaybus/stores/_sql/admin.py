@@ -26,21 +26,33 @@ class AdminOps(SQLBase):
         return None if row is None else to_job(row, self.dialect.codec)
 
     async def list(self, params: ListParams) -> list[Job]:
-        args = {
-            "state": None if params.state is None else JobState(params.state).value,
-            "queue": params.queue,
-            "handler": params.handler,
-            "limit": max(0, params.limit),
-            "text": params.text,
-            "after_id": params.after_id,
-            "before_id": params.before_id,
-            "newest": params.newest_first,
-        }
+        args = {**_filters(params), "newest": params.newest_first}
 
         async def work(tx: Tx) -> list[Any]:
             return await tx.fetch("list_jobs", args)
 
         return [to_job(row, self.dialect.codec) for row in await self._run(work)]
+
+    async def count(self, params: ListParams) -> int:
+        row = await self._run(_fetchrow("count_jobs", _filters(params)))
+        return int(row[0])
+
+    async def capped_stats(self, cap: int) -> dict[str, dict[str, int]]:
+        async def work(tx: Tx) -> list[Any]:
+            return await tx.fetch("capped_stats", {"cap": max(0, cap)})
+
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, count in await self._run(work):
+            counts.setdefault(queue, {})[state] = int(count)
+        return counts
+
+    async def finished(self, window: float, buckets: int) -> builtins.list[tuple[int, str, int]]:
+        args = {"now": self._now_arg(), "window": float(window), "buckets": int(buckets)}
+
+        async def work(tx: Tx) -> builtins.list[Any]:
+            return await tx.fetch("finished_buckets", args)
+
+        return [(int(bucket), state, int(n)) for bucket, state, n in await self._run(work)]
 
     async def stats(self) -> dict[str, dict[str, int]]:
         async def work(tx: Tx) -> list[Any]:
@@ -179,6 +191,19 @@ class _Locked(NamedTuple):
     unique_states: int
     contested: bool
     now: Any
+
+
+def _filters(params: ListParams) -> dict[str, Any]:
+    """The filter binds list_jobs and count_jobs share."""
+    return {
+        "state": None if params.state is None else JobState(params.state).value,
+        "queue": params.queue,
+        "handler": params.handler,
+        "limit": max(0, params.limit),
+        "text": params.text,
+        "after_id": params.after_id,
+        "before_id": params.before_id,
+    }
 
 
 def _execute(name: str, args: dict[str, Any]) -> Any:

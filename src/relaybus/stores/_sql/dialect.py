@@ -49,7 +49,8 @@ CORE_QUERIES: frozenset[str] = frozenset(
         "key_holder", "make_available", "set_state", "rescue_candidates", "prune",
         # admin
         "get_job", "list_jobs", "lock_job", "retry_job", "stats", "delete_job", "nodes",
-        "pause_queue", "resume_queue", "paused_queues",
+        "pause_queue", "resume_queue", "paused_queues", "count_jobs", "capped_stats",
+        "finished_buckets",
     }
 )  # fmt: skip
 

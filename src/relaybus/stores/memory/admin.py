@@ -34,25 +34,49 @@ class MemoryAdmin(MemoryState):
         result: list[Job] = []
         if params.limit <= 0:
             return result
-        ids = sorted(self._jobs, reverse=params.newest_first)
-        for job_id in ids:
+        for job_id in sorted(self._jobs, reverse=params.newest_first):
             row = self._jobs[job_id]
-            if params.after_id is not None and job_id <= params.after_id:
-                continue
-            if params.before_id is not None and job_id >= params.before_id:
-                continue
-            if params.state is not None and row.state is not params.state:
-                continue
-            if params.queue is not None and row.queue != params.queue:
-                continue
-            if params.handler is not None and row.handler != params.handler:
-                continue
-            if params.text is not None and not _contains(row, params.text):
-                continue
-            result.append(row.to_job())
-            if len(result) >= params.limit:
-                break
+            if _matches(job_id, row, params):
+                result.append(row.to_job())
+                if len(result) >= params.limit:
+                    break
         return result
+
+    async def count(self, params: ListParams) -> int:
+        self._check_open()
+        found = 0
+        for job_id, row in self._jobs.items():
+            if found >= params.limit:
+                break
+            found += _matches(job_id, row, params)
+        return found
+
+    async def capped_stats(self, cap: int) -> dict[str, dict[str, int]]:
+        self._check_open()
+        counts: dict[str, dict[str, int]] = {}
+        seen: dict[JobState, int] = {}
+        for row in self._jobs.values():
+            if seen.get(row.state, 0) >= cap:
+                continue
+            seen[row.state] = seen.get(row.state, 0) + 1
+            by_state = counts.setdefault(row.queue, {})
+            by_state[row.state.value] = by_state.get(row.state.value, 0) + 1
+        return counts
+
+    async def finished(self, window: float, buckets: int) -> builtins.list[tuple[int, str, int]]:
+        self._check_open()
+        now = self.clock.now().timestamp()
+        since = now - window
+        counts: dict[tuple[int, str], int] = {}
+        for row in self._jobs.values():
+            at = row.finalized_at
+            if row.state not in TERMINAL_STATES or at is None:
+                continue
+            stamp = at.timestamp()
+            if since < stamp <= now:
+                key = (int((stamp - since) * buckets / window), row.state.value)
+                counts[key] = counts.get(key, 0) + 1
+        return [(bucket, state, n) for (bucket, state), n in counts.items()]
 
     async def retry(self, job_id: int) -> Job:
         self._check_open()
@@ -124,6 +148,18 @@ class MemoryAdmin(MemoryState):
     async def paused(self) -> builtins.list[str]:
         self._check_open()
         return sorted(self._paused)
+
+
+def _matches(job_id: int, row: Row, params: ListParams) -> bool:
+    """Whether a job passes every filter of ``params`` (the SQL stores' list_jobs WHERE)."""
+    return (
+        (params.after_id is None or job_id > params.after_id)
+        and (params.before_id is None or job_id < params.before_id)
+        and (params.state is None or row.state is params.state)
+        and (params.queue is None or row.queue == params.queue)
+        and (params.handler is None or row.handler == params.handler)
+        and (params.text is None or _contains(row, params.text))
+    )
 
 
 def _contains(row: Row, text: str) -> bool:

@@ -379,6 +379,46 @@ WHERE id = :id
 -- name: stats
 SELECT queue, state, COUNT(*) FROM /*prefix*/jobs GROUP BY queue, state
 
+-- name: count_jobs
+-- How many jobs match list_jobs' filters, counting at most :limit (a capped count).
+SELECT COUNT(*) FROM (
+    SELECT 1 FROM /*prefix*/jobs
+    WHERE (:state IS NULL OR state = :state)
+        AND (:queue IS NULL OR queue = :queue)
+        AND (:handler IS NULL OR handler = :handler)
+        AND (:after_id IS NULL OR id > :after_id)
+        AND (:before_id IS NULL OR id < :before_id)
+        AND (:text IS NULL OR LOCATE(:text, payload) > 0 OR LOCATE(:text, meta) > 0)
+    LIMIT :limit
+) AS matching
+
+-- name: capped_stats
+-- Job counts by queue and state, reading at most :cap jobs of each state, each through an
+-- index that starts with the state (never a scan of the whole table).
+SELECT queue, state, COUNT(*) FROM (
+    (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'scheduled' LIMIT :cap)
+    UNION ALL (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'available' LIMIT :cap)
+    UNION ALL (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'running' LIMIT :cap)
+    UNION ALL (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'retryable' LIMIT :cap)
+    UNION ALL (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'completed' LIMIT :cap)
+    UNION ALL (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'cancelled' LIMIT :cap)
+    UNION ALL (SELECT queue, state FROM /*prefix*/jobs WHERE state = 'discarded' LIMIT :cap)
+) AS capped
+GROUP BY queue, state
+
+-- name: finished_buckets
+-- Jobs finished in the last :window seconds, as (bucket, state, count): the window cut in
+-- :buckets equal parts, 0 the oldest; read through finished_idx.
+SELECT FLOOR(TIMESTAMPDIFF(MICROSECOND, t.since, j.finalized_at) * :buckets
+        / (:window * 1000000)) AS bucket,
+    j.state, COUNT(*)
+FROM (SELECT /*fragment:now*/ AS now,
+        /*fragment:now*/ - INTERVAL ROUND(:window * 1000000) MICROSECOND AS since) AS t
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (finished_idx)
+WHERE j.state IN ('completed', 'cancelled', 'discarded')
+    AND j.finalized_at > t.since AND j.finalized_at <= t.now
+GROUP BY bucket, j.state
+
 -- name: delete_job
 -- The caller locked the job (lock_job) and checked that it is not running.
 DELETE FROM /*prefix*/jobs WHERE id = :id AND state = :expect

@@ -624,6 +624,59 @@ SELECT id, pg_notify(:channel::text, queue) IS NULL FROM upd;
 -- name: stats
 SELECT queue, state, count(*) FROM /*schema*/./*prefix*/jobs GROUP BY queue, state;
 
+-- name: count_jobs
+-- How many jobs match list_jobs' filters, counting at most :limit (a capped count).
+SELECT count(*) FROM (
+    SELECT 1 FROM /*schema*/./*prefix*/jobs
+    WHERE (:state::text IS NULL OR state = :state::text)
+        AND (:queue::text IS NULL OR queue = :queue::text)
+        AND (:handler::text IS NULL OR handler = :handler::text)
+        AND (:after_id::bigint IS NULL OR id > :after_id::bigint)
+        AND (:before_id::bigint IS NULL OR id < :before_id::bigint)
+        AND (:text::text IS NULL OR strpos(payload, :text::text) > 0
+            OR strpos(meta::text, :text::text) > 0)
+    LIMIT :limit::integer
+) AS matching;
+
+-- name: capped_stats
+-- Job counts by queue and state, reading at most :cap jobs of each state, each through the
+-- partial index of its state (never a scan of the whole table).
+SELECT queue, state, count(*) FROM (
+    (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'scheduled' AND state IN ('scheduled', 'retryable') LIMIT :cap::integer)
+    UNION ALL (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'available' LIMIT :cap::integer)
+    UNION ALL (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'running' LIMIT :cap::integer)
+    UNION ALL (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'retryable' AND state IN ('scheduled', 'retryable') LIMIT :cap::integer)
+    UNION ALL (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'completed' AND state IN ('completed', 'cancelled', 'discarded')
+        LIMIT :cap::integer)
+    UNION ALL (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'cancelled' AND state IN ('completed', 'cancelled', 'discarded')
+        LIMIT :cap::integer)
+    UNION ALL (SELECT queue, state FROM /*schema*/./*prefix*/jobs
+        WHERE state = 'discarded' AND state IN ('completed', 'cancelled', 'discarded')
+        LIMIT :cap::integer)
+) AS capped
+GROUP BY queue, state;
+
+-- name: finished_buckets
+-- Jobs finished in the last :window seconds, as (bucket, state, count): the window cut in
+-- :buckets equal parts, 0 the oldest; read through the partial index of finished jobs.
+WITH t AS (
+    SELECT coalesce(:now::timestamptz, now()) AS now,
+        make_interval(secs => :window::float8) AS span
+)
+SELECT floor(extract(epoch FROM j.finalized_at - (t.now - t.span)) * :buckets::integer
+        / :window::float8)::integer AS bucket,
+    j.state, count(*)
+FROM /*schema*/./*prefix*/jobs j, t
+WHERE j.state IN ('completed', 'cancelled', 'discarded')
+    AND j.finalized_at > t.now - t.span AND j.finalized_at <= t.now
+GROUP BY bucket, j.state;
+
 -- name: delete_job
 -- The caller locked the job (lock_job) and checked that it is not running.
 DELETE FROM /*schema*/./*prefix*/jobs WHERE id = :id::bigint AND state = :expect::text;

@@ -287,6 +287,51 @@ WHERE id = :id
 -- name: stats
 SELECT queue, state, count(*) FROM /*prefix*/jobs GROUP BY queue, state
 
+-- name: count_jobs
+-- How many jobs match list_jobs' filters, counting at most :limit (a capped count).
+SELECT count(*) FROM (
+    SELECT 1 FROM /*prefix*/jobs
+    WHERE (:state IS NULL OR state = :state)
+        AND (:queue IS NULL OR queue = :queue)
+        AND (:handler IS NULL OR handler = :handler)
+        AND (:after_id IS NULL OR id > :after_id)
+        AND (:before_id IS NULL OR id < :before_id)
+        AND (:text IS NULL OR instr(CAST(payload AS BLOB), CAST(:text AS BLOB)) > 0
+            OR instr(CAST(meta AS BLOB), CAST(:text AS BLOB)) > 0)
+    LIMIT :limit
+)
+
+-- name: capped_stats
+-- Job counts by queue and state, reading at most :cap jobs of each state, each through the
+-- partial index of its state (never a scan of the whole table).
+SELECT queue, state, count(*) FROM (
+    SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'scheduled' AND state IN ('scheduled', 'retryable') LIMIT :cap)
+    UNION ALL SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'available' LIMIT :cap)
+    UNION ALL SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'running' LIMIT :cap)
+    UNION ALL SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'retryable' AND state IN ('scheduled', 'retryable') LIMIT :cap)
+    UNION ALL SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'completed' AND state IN ('completed', 'cancelled', 'discarded') LIMIT :cap)
+    UNION ALL SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'cancelled' AND state IN ('completed', 'cancelled', 'discarded') LIMIT :cap)
+    UNION ALL SELECT * FROM (SELECT queue, state FROM /*prefix*/jobs
+        WHERE state = 'discarded' AND state IN ('completed', 'cancelled', 'discarded') LIMIT :cap)
+)
+GROUP BY queue, state
+
+-- name: finished_buckets
+-- Jobs finished in the last :window seconds, as (bucket, state, count): the window cut in
+-- :buckets equal parts, 0 the oldest; read through the index of finished jobs.
+SELECT CAST((finalized_at - (:now - :window)) * :buckets / :window AS INTEGER) AS bucket,
+    state, count(*)
+FROM /*prefix*/jobs
+WHERE state IN ('completed', 'cancelled', 'discarded')
+    AND finalized_at > :now - :window AND finalized_at <= :now
+GROUP BY bucket, state
+
 -- name: delete_job
 -- The caller locked the job (lock_job) and checked that it is not running.
 DELETE FROM /*prefix*/jobs WHERE id = :id AND state = :expect
