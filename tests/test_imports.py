@@ -19,9 +19,9 @@ import pytest
 import relaybus
 
 PACKAGE_DIR = Path(relaybus.__file__).resolve().parent
-# function-local imports allowed only of these: the stores and the dashboard (the web extra),
-# which load optional libraries
-LAZY_OK = ("relaybus.stores.", "relaybus.web")
+# function-local imports allowed only of these: the stores, the dashboard (the web extra) and
+# the metrics (the prometheus extra), which load optional libraries
+LAZY_OK = ("relaybus.stores.", "relaybus.web", "relaybus.prometheus")
 
 
 def module_name(path: Path) -> str:

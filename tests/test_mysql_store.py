@@ -544,5 +544,6 @@ async def test_maintenance_runs_on_the_server_clock(db_store: MySQLStore) -> Non
         FetchParams(queue="default", limit=5, node="n", isolate_after=2, idle=True)
     )
     assert run.id == job_id
-    assert await db_store.rescue(RescueParams(grace=0, max_rescues=3, limit=10)) == 1
+    rescued = await db_store.rescue(RescueParams(grace=0, max_rescues=3, limit=10))
+    assert [r.id for r in rescued] == [job_id]
     assert await db_store.prune(PruneParams({rb.JobState.COMPLETED: 0.0})) == 0

@@ -714,7 +714,8 @@ async def test_the_database_clock_drives_time(pgdb: PostgresStore, admin: Any) -
     # The node's lease is already over (ttl 0): the rescuer takes the job back at once.
     [again] = await pgdb.fetch(fetch(node="n"))
     assert await pgdb.heartbeat(HeartbeatParams("n", 0, [(again.id, again.attempt)])) == []
-    assert await pgdb.rescue(RescueParams(grace=0, max_rescues=3)) == 1
+    [rescued] = await pgdb.rescue(RescueParams(grace=0, max_rescues=3))
+    assert (rescued.id, rescued.handler, rescued.state) == (again.id, again.handler, "retryable")
     assert await pgdb.stage(StageParams()) == ["default"]
     assert (await pgdb.fetch(fetch(node="m")))[0].id == again.id
 

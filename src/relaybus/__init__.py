@@ -28,14 +28,29 @@ from ._errors import (
     StoreError,
     UniqueConflict,
 )
-from ._events import Event
+from ._events import Event, event_name
 from ._handlers import Handler, JobHandler
 from ._lifecycle import JobCancelled, JobDiscarded
+from ._observe import (
+    InsertedJob,
+    JobClaimed,
+    JobFinished,
+    JobOutcome,
+    JobRescued,
+    JobsInserted,
+    LeadershipGained,
+    LeadershipLost,
+    NodeStarted,
+    NodeStopped,
+    Observer,
+    RuntimeEvent,
+)
 from ._options import Backoff, Constant, Exponential, Linear, Replace, Retention, Unique
 from ._runtime.worker import Worker
 from ._schedules import Schedule
 from ._types import (
     PENDING_STATES,
+    TRACE_META_KEY,
     DispatchResult,
     InsertResult,
     Job,
@@ -60,6 +75,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PENDING_STATES",
+    "TRACE_META_KEY",
     "Backoff",
     "Bus",
     "Cancel",
@@ -111,6 +127,19 @@ __all__ = [
     "Unique",
     "UniqueConflict",
     "Worker",
+    "InsertedJob",
+    "JobClaimed",
+    "JobFinished",
+    "JobOutcome",
+    "JobRescued",
+    "JobsInserted",
+    "LeadershipGained",
+    "LeadershipLost",
+    "NodeStarted",
+    "NodeStopped",
+    "Observer",
+    "RuntimeEvent",
+    "event_name",
     "__version__",
     "testing",
 ]

@@ -20,6 +20,7 @@ from ._middleware import (
     run_dispatch_chain,
     run_with_middleware,
 )
+from ._observe import Observer, insert_observed
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs
 from ._runtime.worker import Worker, WorkerConfig
@@ -90,6 +91,8 @@ class Bus(Generic[S]):
         self.registry = Registry()
         self.middleware: list[HandlerMiddleware] = list(middleware)
         self.dispatch_middleware: list[DispatchMiddleware] = []
+        #: Runtime event observers (``observe``); workers share this list.
+        self.observers: list[Observer] = []
         #: The periodic schedules (``every`` / ``cron``), dispatched by the leading worker.
         self.schedules = Schedules()
         self.jobs = Jobs(self)
@@ -256,6 +259,21 @@ class Bus(Generic[S]):
             self.dispatch_middleware.append(middleware)
         else:
             raise ConfigurationError(f"use(on=...) takes 'handler' or 'dispatch', not {on!r}")
+
+    def observe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer(event)`` with every runtime event of this bus: jobs inserted, claimed,
+        finished (with their outcome), rescued; leadership gained or lost; nodes started or
+        stopped (the ``rb.RuntimeEvent`` classes). It is called synchronously and must be quick; one
+        that raises is logged and skipped. Returns a function that removes it."""
+        if not callable(observer):
+            raise ConfigurationError(f"observe() takes a callable, not {observer!r}")
+        self.observers.append(observer)
+
+        def remove() -> None:
+            if observer in self.observers:
+                self.observers.remove(observer)
+
+        return remove
 
     async def nodes(self) -> list[NodeInfo]:
         """The live nodes (workers) of this bus's store, with the leader marked."""
@@ -435,7 +453,11 @@ class Bus(Generic[S]):
     ) -> None:
         """Build the rows, insert them in one ``insert_many``, record the outcomes."""
         new_jobs, owners = build_jobs(events, plans, options)
-        inserted = await self.store.insert_many(new_jobs, conn)
+        if self.observers:
+            observers = self.observers
+            inserted = await insert_observed(self.store, new_jobs, conn, observers, self.logger)
+        else:
+            inserted = await self.store.insert_many(new_jobs, conn)
         woken = _record_inserted(results, owners, new_jobs, inserted)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:

@@ -43,6 +43,7 @@ __all__ = [
     "NewJob",
     "PruneParams",
     "RescueParams",
+    "Rescued",
     "StageParams",
 ]
 
@@ -168,6 +169,16 @@ class RescueParams:
     limit: int = 1000
 
 
+class Rescued(msgspec.Struct, frozen=True):
+    """One job ``rescue`` ended: now ``state`` (retryable, or discarded)."""
+
+    id: int
+    handler: str
+    queue: str
+    attempt: int
+    state: JobState
+
+
 @dataclass(frozen=True, slots=True)
 class StageParams:
     """Make due scheduled/retryable jobs available (unique conflicts → discarded)."""
@@ -265,7 +276,9 @@ class Driver(Protocol):
         """Promote due jobs; return the queues that received available jobs."""
         ...
 
-    async def rescue(self, params: RescueParams) -> int: ...
+    async def rescue(self, params: RescueParams) -> builtins.list[Rescued]:
+        """Rescue up to ``params.limit`` stuck running jobs; return the ones it ended."""
+        ...
 
     async def prune(self, params: PruneParams) -> int: ...
 

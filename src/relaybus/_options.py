@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from ._errors import ConfigurationError
-from ._types import PENDING_STATES, JobState, state_mask
+from ._types import PENDING_STATES, TRACE_META_KEY, JobState, state_mask
 from ._validate import optional_seconds, quoted, seconds
 
 __all__ = [
@@ -114,7 +114,8 @@ class Unique:
     """At most one job per key in ``states``; the handler name is always part of the key.
 
     ``by`` adds the payload, queue and/or meta; ``keys``/``meta_keys`` restrict the payload/meta
-    to those fields; ``period`` (seconds) adds the time bucket ``floor(now / period)``.
+    to those fields; ``period`` (seconds) adds the time bucket ``floor(now / period)``. The
+    reserved meta key ``TRACE_META_KEY`` (trace context) is never part of a key.
     """
 
     by: tuple[UniqueBy, ...] = ("payload",)
@@ -135,6 +136,11 @@ class Unique:
             object.__setattr__(self, "keys", tuple(self.keys))
         if self.meta_keys is not None:
             object.__setattr__(self, "meta_keys", tuple(self.meta_keys))
+            if TRACE_META_KEY in self.meta_keys:
+                raise ConfigurationError(
+                    f"Unique(meta_keys=...) cannot name {TRACE_META_KEY!r}: it is reserved for "
+                    "trace context, which unique keys always ignore"
+                )
         period = optional_seconds("Unique period", self.period)
         if period is not None and period <= 0:
             raise ConfigurationError("Unique period must be > 0 (or None for forever)")
@@ -169,7 +175,10 @@ class Unique:
         if "queue" in self.by:
             parts["queue"] = queue
         if "meta" in self.by:
-            parts["meta"] = _subset(meta, self.meta_keys)
+            if self.meta_keys is None:
+                parts["meta"] = {k: v for k, v in meta.items() if k != TRACE_META_KEY}
+            else:
+                parts["meta"] = _subset(meta, self.meta_keys)
         return hashlib.sha256(msgspec.json.encode(parts, order="sorted")).digest()
 
 
@@ -247,5 +256,3 @@ class Retention:
         value = getattr(self, state.value)
         assert isinstance(value, float)
         return value
-
-

@@ -17,6 +17,7 @@ import msgspec
 __all__ = [
     "PENDING_STATES",
     "TERMINAL_STATES",
+    "TRACE_META_KEY",
     "DispatchResult",
     "InsertOutcome",
     "InsertResult",
@@ -30,6 +31,12 @@ __all__ = [
     "Throughput",
     "state_mask",
 ]
+
+
+#: The reserved meta key under which trace context travels with a job (``relaybus.otel``
+#: writes the W3C ``traceparent``/``tracestate`` there). Unique keys ignore it, so a traced
+#: and an untraced dispatch of the same job are duplicates.
+TRACE_META_KEY = "relaybus.trace"
 
 
 class JobState(enum.StrEnum):

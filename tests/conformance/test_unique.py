@@ -128,6 +128,45 @@ async def test_by_meta_and_meta_keys_with_canonical_json(store) -> None:
         assert outcomes(r) == ["inserted", "inserted"]
 
 
+TRACED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+OTHER_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_the_reserved_trace_meta_key_is_never_part_of_a_unique_key(store) -> None:
+    bus = rb.Bus(store=store)
+    seen: list[dict] = []
+
+    @bus.job(Ping, name="conf.uniq.traced", unique=rb.Unique(by=("payload", "meta")))
+    async def h(event: Ping, ctx: rb.Context) -> None:
+        seen.append(dict(ctx.meta))
+
+    async def trace(d: rb.Dispatch, call_next):  # what a tracing dispatch middleware does
+        if d.meta.pop("traced", None):
+            d.meta[rb.TRACE_META_KEY] = {"traceparent": TRACED}
+        return await call_next()
+
+    bus.use(trace, on="dispatch")
+    async with bus:
+        first = await bus.dispatch(Ping(1), meta={"tenant": "a", "traced": True})
+        assert outcomes(first) == ["inserted"]
+        stored = {"tenant": "a", rb.TRACE_META_KEY: {"traceparent": TRACED}}
+        assert (await job_of(bus, one_id(first))).meta == stored  # kept as given
+        # untraced, or traced by another request: still the same job
+        untraced = await bus.dispatch(Ping(1), meta={"tenant": "a"})
+        assert outcomes(untraced) == ["duplicate"]
+        assert one_id(untraced) == one_id(first)
+        other = {"tenant": "a", rb.TRACE_META_KEY: {"traceparent": OTHER_TRACE}}
+        assert outcomes(await bus.dispatch(Ping(1), meta=other)) == ["duplicate"]
+        # the rest of the meta still counts
+        assert outcomes(await bus.dispatch(Ping(1), meta={"tenant": "b"})) == ["inserted"]
+        many = await bus.dispatch_many([Ping(1), Ping(2)], meta={"tenant": "a", "traced": True})
+        assert [outcomes(r) for r in many] == [["duplicate"], ["inserted"]]
+        await drain(bus)
+    assert stored in seen  # the handler sees the trace context in ctx.meta
+    with pytest.raises(rb.ConfigurationError, match="reserved"):
+        rb.Unique(by=("meta",), meta_keys=("tenant", rb.TRACE_META_KEY))
+
+
 async def test_keys_restrict_the_payload(store) -> None:
     bus = rb.Bus(store=store)
 

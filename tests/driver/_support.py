@@ -122,7 +122,8 @@ async def beat(
 
 
 async def rescue(store: Any, *, grace: float = 5.0, max_rescues: int = 3, limit: int = 1000) -> int:
-    return int(await store.rescue(RescueParams(grace=grace, max_rescues=max_rescues, limit=limit)))
+    params = RescueParams(grace=grace, max_rescues=max_rescues, limit=limit)
+    return len(await store.rescue(params))
 
 
 async def get(store: Any, job_id: int) -> Job:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from relaybus._driver import StageParams
+from relaybus._driver import RescueParams, StageParams
 from relaybus.testing import FakeClock
 
 from ._support import (
@@ -199,3 +199,17 @@ async def test_a_rescued_job_is_due_at_once_for_every_node(store: Any, clock: Fa
     assert found.scheduled_at == clock.now()
     assert await store.stage(StageParams()) == ["default"]
     assert [c.id for c in await claim(store, "n2")] == [job_id]
+
+
+async def test_rescue_returns_what_it_ended(store: Any, clock: FakeClock) -> None:
+    kept, last = await insert(
+        store, new_job(handler="h.kept", queue="q1"), new_job(handler="h.last", max_attempts=1)
+    )
+    await claim(store, "dead", queue="q1")
+    await claim(store, "dead")
+    rescued = await store.rescue(RescueParams(grace=5, max_rescues=3))
+    assert sorted((r.id, r.handler, r.queue, r.attempt, r.state) for r in rescued) == [
+        (kept, "h.kept", "q1", 1, S.RETRYABLE),
+        (last, "h.last", "default", 1, S.DISCARDED),
+    ]
+    assert await store.rescue(RescueParams(grace=5, max_rescues=3)) == []

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .._driver import Driver, ElectParams
+from .._observe import LeadershipGained, LeadershipLost, Observer, emit
 from .service import Backoff, Env, Periodic
 
 __all__ = ["Elector"]
@@ -29,6 +30,7 @@ class Elector(Periodic):
         interval: float,
         env: Env,
         on_elected: Callable[[], None] | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         super().__init__(interval, env, Backoff(first=min(interval, 1.0), cap=interval))
         self._store = store
@@ -37,6 +39,18 @@ class Elector(Periodic):
         self._ttl = ttl
         self._until = float("-inf")
         self._on_elected = on_elected
+        self._observers = observers
+        self._reported = False  # observers were told this node leads
+
+    def _report(self, leading: bool) -> None:
+        """Tell observers about a change of leadership (a lapsed lease retaken: lost, gained)."""
+        if not self._observers:
+            return
+        if self._reported:
+            emit(self._observers, LeadershipLost(self._node), self.logger)
+        if leading:
+            emit(self._observers, LeadershipGained(self._node), self.logger)
+        self._reported = leading
 
     def is_leader(self) -> bool:
         return self._clock.monotonic() < self._until
@@ -50,11 +64,16 @@ class Elector(Periodic):
                 self.logger.info("node %s is now the leader", self._node)
                 if self._on_elected is not None:
                     self._on_elected()
+                self._report(True)
             return True
         self._until = float("-inf")
+        if self._reported:
+            self._report(False)
         return False
 
     async def resign(self) -> None:
         if self._until > float("-inf"):
             self._until = float("-inf")
+            if self._reported:
+                self._report(False)
             await self._store.resign(self._node)

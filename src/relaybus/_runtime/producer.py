@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .._driver import Claimed, Completion, Driver, FetchParams
+from .._observe import (
+    COMPLETION_OUTCOMES,
+    JobClaimed,
+    JobFinished,
+    JobOutcome,
+    Observer,
+    emit,
+)
 from .completer import Completer
 from .executor import Executor
 from .node import NodeState, Run
@@ -50,6 +58,7 @@ class Producer(Service):
         poll_interval: float,
         on_idle: Callable[[bool], None],
         env: Env,
+        observers: Sequence[Observer] = (),
     ) -> None:
         super().__init__(env)
         self.name = f"producer[{queue}]"
@@ -66,6 +75,7 @@ class Producer(Service):
         self._poll = MIN_POLL if self._adaptive else poll_interval
         self._flowing_until = 0.0  # loop time: until then an empty poll keeps the fast interval
         self._on_idle = on_idle
+        self._observers = observers  # the bus's list: empty unless someone observes
         self._wake = asyncio.Event()  # the fetch loop's
         self._jobs_ready = asyncio.Event()  # the idle slots'
         self._ready: deque[Claimed] = deque()
@@ -128,7 +138,10 @@ class Producer(Service):
         """Claimed but never started: hand back at once, attempt refunded."""
         while self._ready:
             job = self._ready.popleft()
-            self._completer.add(Completion(job.id, job.attempt, "return"))
+            completion = Completion(job.id, job.attempt, "return")
+            self._completer.add(completion)
+            if self._observers:
+                self._finished(job, completion, None)
 
     async def _fetch(self, wanted: int) -> int:
         node = self._node
@@ -153,7 +166,29 @@ class Producer(Service):
                         node.isolated_job = job.id  # runs alone: fetch nothing else meanwhile
                 self._ready.extend(jobs)
                 self._jobs_ready.set()
+                if self._observers:
+                    self._claimed(jobs)
         return len(jobs)
+
+    def _claimed(self, jobs: list[Claimed]) -> None:
+        now = self._store.clock.now()
+        node, observers, logger = self._node.id, self._observers, self.logger
+        for job in jobs:
+            event = JobClaimed(
+                node, job.id, job.handler, job.queue, job.attempt, job.priority,
+                job.scheduled_at, now,
+            )  # fmt: skip
+            emit(observers, event, logger)
+
+    def _finished(self, job: Claimed, completion: Completion | None, took: float | None) -> None:
+        outcome: JobOutcome = "lost"
+        error = None
+        if completion is not None:
+            outcome, error = COMPLETION_OUTCOMES[completion.kind], completion.error
+        event = JobFinished(
+            self._node.id, job.id, job.handler, job.queue, job.attempt, outcome, took, error
+        )
+        emit(self._observers, event, self.logger)
 
     async def _slot(self) -> None:
         ready = self._ready
@@ -186,6 +221,8 @@ class Producer(Service):
             None, job.handler, job.queue,
         )
         node.runs[job.id] = run
+        observed = bool(self._observers)
+        started = self.env.clock.monotonic() if observed else 0.0
         completion: Completion | None
         try:
             completion = await self._executor.execute(job)
@@ -204,6 +241,8 @@ class Producer(Service):
                 completion = None
         finally:
             del node.runs[job.id]
+        if observed:
+            self._finished(job, completion, self.env.clock.monotonic() - started)
         if completion is not None:
             self._completer.add(completion)
             kind = completion.kind

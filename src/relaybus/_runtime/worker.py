@@ -15,6 +15,7 @@ from .._errors import ConfigurationError, StoreClosed
 from .._isolation.call import CURRENT_POOL
 from .._isolation.pool import ProcessPool
 from .._isolation.setup import check_pool_options, pool_for
+from .._observe import NodeStarted, NodeStopped, emit
 from .._options import Retention
 from .._validate import check_name, seconds
 from .completer import Completer
@@ -135,8 +136,12 @@ class Worker:
             clock=store.clock,
         )
         self.completer = Completer(store, env)
+        self.observers = bus.observers  # the bus's list: bus.observe applies to running workers
         beat, ttl = config.heartbeat_interval, config.node_ttl
-        self.elector = Elector(store, self.node.id, ttl, beat, env, on_elected=self._on_elected)
+        self.elector = Elector(
+            store, self.node.id, ttl, beat, env, on_elected=self._on_elected,
+            observers=self.observers,
+        )  # fmt: skip
         self.heartbeat = Heartbeat(store, beat, env, self.node, ttl)
         self.stager = Stager(store, min(config.poll_interval, 1.0), env, self.elector, self._wake)
         self.rescuer = Rescuer(
@@ -146,6 +151,8 @@ class Worker:
             self.elector,
             grace=config.grace,
             max_rescues=config.max_rescues,
+            node=self.node.id,
+            observers=self.observers,
         )
         self.pruner = Pruner(store, config.prune_interval, env, self.elector, config.retention)
         self.scheduler = Scheduler(
@@ -180,6 +187,7 @@ class Worker:
             poll_interval=self.config.poll_interval,
             on_idle=self._node_idle,
             env=self.env,
+            observers=self.observers,
         )
 
     def _watchdog_resolution(self) -> float:
@@ -270,6 +278,8 @@ class Worker:
             await self._attempt("resigning leadership", self.elector.resign)
             await self._attempt("releasing the node", lambda: bus.store.release_node(self.node.id))
             self.logger.info("worker %s stopped", self.node.id)
+            if self.observers:
+                emit(self.observers, NodeStopped(self.node.id), self.logger)
 
         return disconnect
 
@@ -279,6 +289,8 @@ class Worker:
         for service in self.services:
             service.start()
         self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
+        if self.observers:
+            emit(self.observers, NodeStarted(self.node.id, dict(self.config.queues)), self.logger)
         self._warn_if_idle_by_design()
         try:
             await self._stop_requested.wait()

@@ -124,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     worker.add_argument("--summary-interval", type=float, default=60.0, metavar="S",
                         help="log a summary line every S seconds (0: never; default 60)")
+    worker.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (the prometheus extra); "
+        "with --processes N, child i serves PORT + i - 1",
+    )
+    worker.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR",
+                        help="the address --metrics-port listens on (default 0.0.0.0)")
     worker.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
 
     _jobs_parser(commands)

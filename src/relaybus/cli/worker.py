@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .._bus import Bus
@@ -78,9 +79,50 @@ async def _watch_parent(pid: int, worker: Any, logger: logging.Logger) -> None:
     await worker.stop()
 
 
+def _serve_metrics(
+    bus: Bus[Any], addr: str, port: int, logger: logging.Logger
+) -> Callable[[], None]:
+    """``--metrics-port``: instrument ``bus`` with relaybus.prometheus and serve /metrics; the
+    returned function stops the server."""
+    try:
+        from ..prometheus import Metrics, serve  # the prometheus extra
+    except ImportError as exc:
+        raise CLIError(
+            f"--metrics-port needs the prometheus extra: pip install 'relaybus[prometheus]' ({exc})"
+        ) from None
+    try:
+        Metrics().instrument(bus)
+    except ValueError:  # the app registered the relaybus metrics itself: serve them
+        logger.info("relaybus metrics are already registered by the app; serving them")
+    try:
+        server = serve(port, addr)
+    except OSError as exc:
+        raise CLIError(f"--metrics-port {port}: cannot listen on {addr}:{port}: {exc}") from None
+    logger.info("serving metrics at http://%s:%d/metrics", addr, port)
+    stop: Callable[[], None] = server.shutdown
+    return stop
+
+
 async def _run_worker(args: argparse.Namespace, bus: Bus[Any], options: dict[str, Any]) -> int:
     logger = logging.getLogger("relaybus.worker")
     target = Target(bus, _app_spec(args), None, "relaybus_", None)
+    stop_metrics = None
+    if args.metrics_port is not None:
+        stop_metrics = _serve_metrics(bus, args.metrics_addr, args.metrics_port, logger)
+    try:
+        return await _run_opened(args, bus, options, target, logger)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
+
+
+async def _run_opened(
+    args: argparse.Namespace,
+    bus: Bus[Any],
+    options: dict[str, Any],
+    target: Target,
+    logger: logging.Logger,
+) -> int:
     async with opened(target):
         worker = bus.worker(**options)
         helpers = []
@@ -110,6 +152,9 @@ def _child_argv(args: argparse.Namespace, spec: str, index: int) -> list[str]:
         argv += ["--heartbeat-interval", str(args.heartbeat_interval)]
     if args.rescue_interval:
         argv += ["--rescue-interval", str(args.rescue_interval)]
+    if args.metrics_port is not None:  # child i serves port + i - 1
+        argv += ["--metrics-port", str(args.metrics_port + index - 1)]
+        argv += ["--metrics-addr", args.metrics_addr]
     return argv
 
 
@@ -120,6 +165,11 @@ def worker_command(args: argparse.Namespace) -> int:
     bus.worker(**options)  # check every option here, before any process starts
     if args.processes < 1:
         raise CLIError("--processes must be >= 1")
+    if args.metrics_port is not None and not 0 < args.metrics_port <= 65536 - args.processes:
+        raise CLIError(
+            f"--metrics-port must be in 1..{65536 - args.processes} "
+            f"(with --processes {args.processes}, child i serves port + i - 1)"
+        )
     if args.processes == 1:
         return asyncio.run(_run_worker(args, bus, options))
     argvs = [_child_argv(args, spec, i + 1) for i in range(args.processes)]

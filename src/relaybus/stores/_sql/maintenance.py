@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..._driver import ElectParams, HeartbeatParams, PruneParams, RescueParams, StageParams
+from ..._driver import (
+    ElectParams,
+    HeartbeatParams,
+    PruneParams,
+    Rescued,
+    RescueParams,
+    StageParams,
+)
 from ..._jobrules import finish_keep_mask, rescue_end, unique_conflict_error
 from ..._types import TERMINAL_STATES, JobState
 from .base import SQLBase
@@ -96,13 +103,13 @@ class MaintenanceOps(SQLBase):
         await raise_lifecycle(self, tx, (job_id,))
         return False
 
-    async def rescue(self, params: RescueParams) -> int:
+    async def rescue(self, params: RescueParams) -> list[Rescued]:
         args = {"now": self._now_arg(), "grace": float(params.grace), "limit": params.limit}
 
-        async def work(tx: Tx) -> int:
+        async def work(tx: Tx) -> list[Rescued]:
             rows = await tx.fetch("rescue_candidates", args)
             if not rows:
-                return 0
+                return []
             ends = [
                 rescue_end(
                     job_id=job_id,
@@ -114,14 +121,19 @@ class MaintenanceOps(SQLBase):
                     node_lost=bool(node_lost),
                     now=self.dialect.decode_time(db_now),
                 )
-                for job_id, attempt, max_attempts, rescues, node, node_lost, db_now in rows
+                for job_id, attempt, max_attempts, rescues, node, node_lost, db_now, *_ in rows
             ]
-            if not raising(self, ends):
-                return len(await self.dialect.end_runs(tx, ends, rows[0][6]))
-            tx = KeepOpen(tx)
-            applied = await self.dialect.end_runs(tx, ends, rows[0][6])
-            await raise_lifecycle(self, tx, raised_ids(ends, applied))
-            return len(applied)
+            if raising(self, ends):
+                tx = KeepOpen(tx)
+            ended = await self.dialect.end_runs(tx, ends, rows[0][6])
+            if raising(self, ends):
+                await raise_lifecycle(self, tx, raised_ids(ends, ended))
+            applied = set(ended)
+            return [
+                Rescued(row[0], row[7], row[8], row[1], end.state)
+                for row, end in zip(rows, ends, strict=True)
+                if row[0] in applied
+            ]
 
         return await self._write(work, atomic=True)
 

@@ -22,6 +22,7 @@ from ..._driver import (
     Inserted,
     NewJob,
     PruneParams,
+    Rescued,
     RescueParams,
     StageParams,
 )
@@ -283,12 +284,12 @@ class MemoryStore(MemoryAdmin):
                 queues.add(row.queue)
         return sorted(queues)
 
-    async def rescue(self, params: RescueParams) -> int:
+    async def rescue(self, params: RescueParams) -> list[Rescued]:
         self._check_open()
         now = self.clock.now()
-        rescued = 0
+        rescued: list[Rescued] = []
         for job_id in list(self._running):
-            if rescued >= params.limit:
+            if len(rescued) >= params.limit:
                 break
             row = self._jobs[job_id]
             expires = self._nodes.get(row.attempted_by or "")
@@ -299,7 +300,6 @@ class MemoryStore(MemoryAdmin):
                 and row.attempted_at + timedelta(seconds=row.timeout + params.grace) < now
             ):
                 continue
-            rescued += 1
             end = rescue_end(
                 job_id=row.id,
                 attempt=row.attempt,
@@ -311,6 +311,7 @@ class MemoryStore(MemoryAdmin):
                 now=now,
             )
             self._end_run(row, end, now)
+            rescued.append(Rescued(row.id, row.handler, row.queue, row.attempt, end.state))
         return rescued
 
     async def prune(self, params: PruneParams) -> int:

@@ -311,10 +311,10 @@ WHERE id = :id AND state = :expect
 -- name: rescue_candidates
 -- Running jobs of expired nodes, and jobs running past timeout + grace, locked and skipping
 -- locked rows (a frozen node's row locks block nobody): (id, attempt, max_attempts, rescues,
--- node, node_lost, now). Read through running_idx in its order.
+-- node, node_lost, now, handler, queue). Read through running_idx in its order.
 SELECT j.id, j.attempt, j.max_attempts, j.rescues, j.attempted_by,
     n.expires_at IS NULL OR n.expires_at <= /*fragment:now*/ AS node_lost,
-    /*fragment:now*/
+    /*fragment:now*/, j.handler, j.queue
 FROM /*prefix*/jobs AS j FORCE INDEX (running_idx)
 LEFT JOIN /*prefix*/nodes AS n ON n.node = j.attempted_by
 WHERE j.state = 'running' AND (

@@ -547,10 +547,11 @@ WHERE id = :id::bigint AND state = :expect::text;
 
 -- name: rescue_candidates
 -- Running jobs of expired nodes, and jobs running past timeout + grace, locked (a frozen node's
--- row locks block nobody): (id, attempt, max_attempts, rescues, node, node_lost, now).
+-- row locks block nobody): (id, attempt, max_attempts, rescues, node, node_lost, now, handler,
+-- queue).
 SELECT j.id, j.attempt, j.max_attempts, j.rescues, j.attempted_by,
     n.expires_at IS NULL OR n.expires_at <= coalesce(:now::timestamptz, now()) AS node_lost,
-    coalesce(:now::timestamptz, now())
+    coalesce(:now::timestamptz, now()), j.handler, j.queue
 FROM /*schema*/./*prefix*/jobs j
 LEFT JOIN /*schema*/./*prefix*/nodes n ON n.node = j.attempted_by
 WHERE j.state = 'running'

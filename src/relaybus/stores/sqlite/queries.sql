@@ -226,9 +226,9 @@ WHERE id = :id AND state = :expect
 
 -- name: rescue_candidates
 -- Running jobs of expired nodes, and jobs running past timeout + grace: (id, attempt,
--- max_attempts, rescues, node, node_lost, now).
+-- max_attempts, rescues, node, node_lost, now, handler, queue).
 SELECT j.id, j.attempt, j.max_attempts, j.rescues, j.attempted_by,
-    n.expires_at IS NULL OR n.expires_at <= :now AS node_lost, :now
+    n.expires_at IS NULL OR n.expires_at <= :now AS node_lost, :now, j.handler, j.queue
 FROM /*prefix*/jobs AS j INDEXED BY /*prefix*/jobs_running_idx  -- never a scan of all jobs
 LEFT JOIN /*prefix*/nodes AS n ON n.node = j.attempted_by
 WHERE j.state = 'running' AND (

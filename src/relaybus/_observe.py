@@ -1,0 +1,198 @@
+"""Runtime events for observers (``bus.observe(callback)``): what dispatch and the worker did.
+
+Near the leaves (it imports only ``_types`` and ``_driver``): the bus and every runtime
+service import it. An observer is a plain callable taking one event; it is called
+synchronously, in the task that did the work, so it must be quick (hand slow work to a queue or
+a task of its own). An observer that raises is logged and skipped; it never changes what the
+runtime does.
+
+When nothing observes, the runtime pays one truth test of the (empty) observer list at each
+place it would report, and builds no event.
+
+    RuntimeEvent
+    ├── JobsInserted        one ``insert_many`` of a dispatch (its jobs, timing, error)
+    ├── JobClaimed          a node claimed a job (queue wait: scheduled_at to the claim)
+    ├── JobFinished         a claimed job's run ended, with its outcome and duration
+    ├── JobRescued          the leader returned (or discarded) a stuck job
+    ├── LeadershipGained, LeadershipLost
+    └── NodeStarted, NodeStopped
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from ._driver import Driver, Inserted, NewJob
+from ._types import InsertOutcome, JobError, JobState
+
+__all__ = [
+    "COMPLETION_OUTCOMES",
+    "InsertedJob",
+    "JobClaimed",
+    "JobFinished",
+    "JobOutcome",
+    "JobRescued",
+    "JobsInserted",
+    "LeadershipGained",
+    "LeadershipLost",
+    "NodeStarted",
+    "NodeStopped",
+    "Observer",
+    "RuntimeEvent",
+    "emit",
+    "insert_observed",
+]
+
+#: How a run ended, seen from the node that ran it. ``returned``: handed back unstarted or
+#: stopped by a graceful shutdown (attempt refunded); ``lost``: the store took the job away
+#: meanwhile (admin cancel, or rescued elsewhere), so nothing was written.
+JobOutcome = Literal[
+    "completed", "retried", "snoozed", "cancelled", "discarded", "returned", "lost"
+]
+
+#: A Completion's kind, as the outcome observers see.
+COMPLETION_OUTCOMES: dict[str, JobOutcome] = {
+    "completed": "completed",
+    "retry": "retried",
+    "snooze": "snoozed",
+    "cancel": "cancelled",
+    "discard": "discarded",
+    "return": "returned",
+}
+
+
+class RuntimeEvent(msgspec.Struct, frozen=True):
+    """Base of every event an observer receives."""
+
+
+class InsertedJob(msgspec.Struct, frozen=True):
+    """One job of an insert: its id (the holder's on a duplicate), handler, queue, outcome."""
+
+    id: int
+    handler: str
+    queue: str
+    outcome: InsertOutcome
+
+
+class JobsInserted(RuntimeEvent, frozen=True):
+    """One insert of a dispatch (``dispatch`` or ``dispatch_many``): the jobs in input order,
+    when it started (the store's clock), how long it took (seconds) and the error it raised,
+    if any (then ``jobs`` is empty). Reported in the dispatching task, after the insert."""
+
+    jobs: tuple[InsertedJob, ...]
+    started_at: datetime
+    duration: float
+    error: BaseException | None = None
+
+
+class JobClaimed(RuntimeEvent, frozen=True):
+    """``node`` claimed a job; ``claimed_at`` is the store's clock at the claim. A node claims
+    only for idle slots, so the run starts at once: ``wait`` is the queue wait."""
+
+    node: str
+    job_id: int
+    handler: str
+    queue: str
+    attempt: int
+    priority: int
+    scheduled_at: datetime
+    claimed_at: datetime
+
+    @property
+    def wait(self) -> float:
+        """Seconds from ``scheduled_at`` (when the job was due) to the claim, at least 0."""
+        return max(0.0, (self.claimed_at - self.scheduled_at).total_seconds())
+
+
+class JobFinished(RuntimeEvent, frozen=True):
+    """A claimed job's run ended on ``node`` (every :class:`JobClaimed` gets one).
+
+    ``duration``: seconds the run took (the store clock's monotonic time), ``None`` for a job
+    handed back before it started; ``error``: the attempt's error record, if any
+    (``error.kind`` is ``"timeout"`` for a timeout)."""
+
+    node: str
+    job_id: int
+    handler: str
+    queue: str
+    attempt: int
+    outcome: JobOutcome
+    duration: float | None
+    error: JobError | None = None
+
+
+class JobRescued(RuntimeEvent, frozen=True):
+    """The leader ``node`` rescued a stuck running job: ``state`` is ``retryable`` (due now) or
+    ``discarded`` (attempts exhausted, or ``worker_lost``)."""
+
+    node: str
+    job_id: int
+    handler: str
+    queue: str
+    attempt: int
+    state: JobState
+
+
+class LeadershipGained(RuntimeEvent, frozen=True):
+    """``node`` became the leader (it runs the stager, rescuer and pruner)."""
+
+    node: str
+
+
+class LeadershipLost(RuntimeEvent, frozen=True):
+    """``node`` is no longer the leader (lost the election, its lease lapsed, or resigned)."""
+
+    node: str
+
+
+class NodeStarted(RuntimeEvent, frozen=True):
+    """A worker started on ``node``, serving ``queues`` (name → concurrency)."""
+
+    node: str
+    queues: dict[str, int]
+
+
+class NodeStopped(RuntimeEvent, frozen=True):
+    """The worker of ``node`` stopped (its jobs ended or were handed back; row released)."""
+
+    node: str
+
+
+Observer = Callable[[RuntimeEvent], object]
+
+
+def emit(observers: Sequence[Observer], event: RuntimeEvent, logger: logging.Logger) -> None:
+    """Give ``event`` to every observer; one that raises is logged and the rest still run."""
+    for observer in observers:
+        try:
+            observer(event)
+        except Exception:
+            logger.exception("observer %r failed on %s", observer, type(event).__name__)
+
+
+async def insert_observed(
+    store: Driver,
+    new_jobs: list[NewJob],
+    conn: Any,
+    observers: Sequence[Observer],
+    logger: logging.Logger,
+) -> list[Inserted]:
+    """``store.insert_many``, reported to ``observers`` as ``JobsInserted`` (failure included)."""
+    clock = store.clock
+    started_at, started = clock.now(), clock.monotonic()
+    try:
+        inserted = await store.insert_many(new_jobs, conn)
+    except BaseException as exc:
+        emit(observers, JobsInserted((), started_at, clock.monotonic() - started, exc), logger)
+        raise
+    jobs = tuple(
+        InsertedJob(row.id, new.handler, new.queue, row.outcome)
+        for row, new in zip(inserted, new_jobs, strict=True)
+    )
+    emit(observers, JobsInserted(jobs, started_at, clock.monotonic() - started), logger)
+    return inserted
