@@ -123,10 +123,11 @@ class MaintenanceOps(SQLBase):
                 )
                 for job_id, attempt, max_attempts, rescues, node, node_lost, db_now, *_ in rows
             ]
-            if raising(self, ends):
+            events = raising(self, ends)
+            if events:  # the events commit with the rescue: no statement may carry the COMMIT
                 tx = KeepOpen(tx)
             ended = await self.dialect.end_runs(tx, ends, rows[0][6])
-            if raising(self, ends):
+            if events:
                 await raise_lifecycle(self, tx, raised_ids(ends, ended))
             applied = set(ended)
             return [
