@@ -1,6 +1,8 @@
 """Group B: MemoryStore and SQLiteStore (a file database in a temp dir, WAL).
 
-Per store, in one process, a fresh store (and file) per round:
+Per store, in one process, a fresh store (and file) per round (plus a bare baseline, see
+baselines.py: an asyncio pool for MemoryStore processing, raw sqlite3 executemany for SQLiteStore
+batch enqueue, each reported as a ratio of per-round figures):
 
 - enqueue one at a time: ``await bus.dispatch(e)`` with one job handler registered;
 - enqueue in batches: ``await bus.dispatch_many(batch)`` with batches of 1,000;
@@ -30,6 +32,7 @@ from typing import Any
 
 import relaybus as rb
 
+from . import baselines
 from ._common import (
     PROFILE_HEADERS,
     PROFILE_NOTE,
@@ -274,19 +277,27 @@ def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, An
     n_single = (2_000 if quick else 10_000) if name == "memory" else (1_000 if quick else 3_000)
     n_batch = 10_000 if quick else 20_000
     n_proc = 5_000 if quick else 20_000
-    figures: dict[str, list[Figure]] = {"single": [], "batch": [], "process": []}
+    n_bare = n_batch if name == "sqlite" else 100_000
+    figures: dict[str, list[Figure]] = {"single": [], "batch": [], "process": [], "bare": []}
     for r in range(rounds):
         log(f"[stores] {name}: round {r + 1}/{rounds}")
-        for kind in ("single", "batch", "process"):
+        for kind in ("single", "batch", "process", "bare"):
             with tempfile.TemporaryDirectory(prefix="relaybus-bench-") as tmp:
                 path = Path(tmp)
                 if kind == "single":
                     fig = asyncio.run(enqueue_single(factory, path, n_single))
                 elif kind == "batch":
                     fig = asyncio.run(enqueue_batch(factory, path, n_batch, 1000))
-                else:
+                elif kind == "process":
                     fig = asyncio.run(process(factory, path, n_proc, 10, None))
+                elif name == "sqlite":
+                    fig = Figure(*asyncio.run(baselines.bare_sqlite_batch(path, n_bare, 1000)))
+                else:
+                    fig = Figure(*asyncio.run(baselines.bare_pool(n_bare, 10)))
             figures[kind].append(fig)
+    # the store's figure over its bare baseline, round by round (same rounds, same machine load)
+    bounded = "batch" if name == "sqlite" else "process"
+    ratios = [f.rate / b.rate for f, b in zip(figures[bounded], figures["bare"], strict=True)]
     log(f"[stores] {name}: profiled runs (processing, batch enqueue)")
     profiles: dict[str, dict[str, list[list[str]]]] = {}
     with _ThreadProfiles() as thread_profiles:
@@ -307,7 +318,8 @@ def _run_store(name: str, factory: StoreFactory, *, quick: bool) -> dict[str, An
     return {
         "store": name,
         "rounds": rounds,
-        "jobs": {"single": n_single, "batch": n_batch, "process": n_proc},
+        "jobs": {"single": n_single, "batch": n_batch, "process": n_proc, "bare": n_bare},
+        "bare_ratio": Stat.of(ratios).to_json(),
         "rate": {k: Stat.of(f.rate for f in v).to_json() for k, v in figures.items()},
         "cpu_us": {k: Stat.of(f.cpu_us for f in v).to_json() for k, v in figures.items()},
         "profiles": profiles,
@@ -323,16 +335,22 @@ def run(*, quick: bool) -> GroupResult:
         "batch": "enqueue in batches of 1,000 (`dispatch_many`)",
         "process": "process no-op jobs, 1 worker, concurrency 10",
     }
+    bare_labels = {
+        "memory": "bare baseline: `asyncio.Queue` of the same job records, 10 consumer tasks "
+                  "awaiting the same no-op handler",
+        "sqlite": "bare baseline: raw `sqlite3` `executemany` of the same rows into the same "
+                  "table, 1,000 per transaction",
+    }
     by_store: dict[str, dict[str, Stat]] = {}
     for res in results:
         rate = {k: Stat.from_json(v) for k, v in res["rate"].items()}
         cpu = {k: Stat.from_json(v) for k, v in res["cpu_us"].items()}
         by_store[res["store"]] = rate
-        for kind in ("single", "batch", "process"):
+        for kind in ("single", "batch", "process", "bare"):
             rows.append(
                 [
                     res["store"],
-                    labels[kind],
+                    labels[kind] if kind != "bare" else bare_labels[res["store"]],
                     f"{res['jobs'][kind]:,}",
                     fmt_stat(rate[kind]),
                     fmt_stat(cpu[kind], 1),
@@ -348,6 +366,13 @@ def run(*, quick: bool) -> GroupResult:
                     f"{sq_batch:,.0f} jobs/s", sq_batch >= 50_000))
     targets.append(("SQLiteStore processing >= 5,000 jobs/s (file, WAL)",
                     f"{sq_proc:,.0f} jobs/s", sq_proc >= 5_000))
+    ratio = {res["store"]: Stat.from_json(res["bare_ratio"]).median for res in results}
+    targets.append(("MemoryStore processing >= 0.1x the bare asyncio pool",
+                    f"{ratio['memory']:.3f}x (median of per-round ratios)",
+                    ratio["memory"] >= 0.1))
+    targets.append(("SQLiteStore batch enqueue >= 0.7x raw sqlite3 executemany",
+                    f"{ratio['sqlite']:.2f}x (median of per-round ratios)",
+                    ratio["sqlite"] >= 0.7))
 
     tables = [
         Table(
