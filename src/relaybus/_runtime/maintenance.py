@@ -9,6 +9,7 @@ from .._observe import JobRescued, Observer, emit
 from .._options import Retention
 from .._types import TERMINAL_STATES
 from .elector import Elector
+from .executor import job_fields
 from .node import NodeState
 from .service import Backoff, Env, Periodic
 
@@ -147,11 +148,20 @@ class Heartbeat(Periodic):
         lost = await self._store.heartbeat(
             HeartbeatParams(self._node.id, self._ttl, self._node.running_pairs())
         )
+        node = self._node
         for job_id in lost:
-            run = self._node.runs.get(job_id)
-            if run is not None and self._node.cancel(job_id, "lost"):
+            run = node.runs.get(job_id)
+            waiting = node.waiting.get(job_id)
+            if run is not None and node.cancel(job_id, "lost"):
                 self.logger.warning(
                     "job %s (%s) on %s attempt %s was cancelled or rescued elsewhere; stopped it",
                     job_id, run.handler, run.queue, run.attempt, extra=run.log_fields(),
+                )
+            elif waiting is not None and node.cancel(job_id, "lost"):
+                job = waiting.job
+                self.logger.warning(
+                    "job %s (%s) on %s attempt %s was cancelled or rescued elsewhere before it "
+                    "started here; dropped it",
+                    job_id, job.handler, job.queue, job.attempt, extra=job_fields(job),
                 )
         return lost

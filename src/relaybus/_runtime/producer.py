@@ -1,5 +1,6 @@
-"""Producer: one per queue. A fetch loop claims jobs for idle slots; ``concurrency`` slots run
-them. Slots are long-lived coroutines, so a job costs no task creation."""
+"""Producer: one per queue. A fetch loop claims jobs for idle slots, and while jobs are short
+claims the next batch before the current one ends; ``concurrency`` slots run them. Slots are
+long-lived coroutines, so a job costs no task creation."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .._observe import (
 )
 from .completer import Completer
 from .executor import Executor
-from .node import NodeState, Run
+from .node import NodeState, Run, Waiting
 from .service import Backoff, Env, Outage, Service
 
 __all__ = ["Producer"]
@@ -28,6 +29,12 @@ MIN_POLL = 0.002
 FLOWING = 1.0
 #: Retrying a failed fetch: from 100 ms, doubling, up to 5 s.
 FETCH_BACKOFF = Backoff(first=0.1, cap=5.0)
+#: A run shorter than this (seconds) lets the producer claim ahead: the jobs it buffers wait
+#: about one such run for a slot.
+SHORT_RUN = 0.01
+#: The longest a claimed job may wait in the buffer for a slot (seconds; a quarter of the
+#: grace when that is less); the watchdog hands back one that waited longer.
+MAX_WAIT = 1.0
 
 
 class Producer(Service):
@@ -39,7 +46,19 @@ class Producer(Service):
     ``poll_interval`` (about ten more empty polls), so jobs dispatched by another process start
     within milliseconds while they flow and an idle node costs the database little.
 
-    ``run_once()`` is one fetch for the idle slots. ``stop()`` stops fetching, hands back the
+    **Claiming ahead.** While runs are short (under ``SHORT_RUN``), the producer holds up to
+    twice ``concurrency`` jobs: the running ones and a buffer of as many again, and claims
+    exactly the free room as soon as half of it is free. The next claim is then in flight while
+    the current jobs run, instead of the node and the database taking turns, and each claim
+    stays about ``concurrency`` jobs large. A buffered job is reported by heartbeats like a
+    running one (``NodeState.waiting``), an admin cancel or a rescue elsewhere drops it
+    unstarted, shutdown hands it back with its attempt refunded, and its timeout clock starts
+    when a slot starts it. The store's own clock for rescuing overdue jobs starts at the claim,
+    so a buffered job that has not started within ``wait_limit`` of its claim (at most
+    ``MAX_WAIT``, a quarter of the grace) is handed back by the watchdog for any node to take.
+    With a grace of 0, or once runs take longer, the producer claims only for idle slots.
+
+    ``run_once()`` is one fetch for the free room. ``stop()`` stops fetching, hands back the
     jobs it claimed but never started, and returns; the ``slots`` finish their current job and
     end (the worker waits for them within its grace).
     """
@@ -59,6 +78,7 @@ class Producer(Service):
         on_idle: Callable[[bool], None],
         env: Env,
         observers: Sequence[Observer] = (),
+        wait_limit: float = 0.0,
     ) -> None:
         super().__init__(env)
         self.name = f"producer[{queue}]"
@@ -81,6 +101,10 @@ class Producer(Service):
         self._ready: deque[Claimed] = deque()
         self._idle_slots = 0
         self._halted = False  # stop() was called: fetch nothing more
+        #: How long a claimed job may wait for a slot; 0: claim only for idle slots.
+        self.wait_limit = max(0.0, wait_limit)
+        self._extra = 0  # the buffer beyond the slots: concurrency while runs are short, or 0
+        self._drained = True  # the last fetch came back short: refill only when slots go idle
         self.slots: list[asyncio.Task[None]] = []
         # The last fetch ran while the node was busy and came back short: a poison suspect
         # (which runs only on an idle node) may have been passed over.
@@ -94,12 +118,22 @@ class Producer(Service):
         self._wake.set()
         self._jobs_ready.set()
 
-    async def run_once(self) -> int:
-        """Claim jobs for the idle slots (none while a poison suspect runs); how many."""
-        wanted = self._idle_slots - len(self._ready)
-        if wanted > 0 and not self._node.isolated:
-            return await self._fetch(wanted)
+    def _wanted(self) -> int:
+        """How many jobs to claim now: the free room, when a slot is idle with nothing ready
+        for it or half the room is free; 0 while a poison suspect runs alone."""
+        if self._node.isolated:
+            return 0
+        ready, idle = len(self._ready), self._idle_slots
+        extra = self._extra
+        room = extra + idle - ready  # capacity (slots + buffer) minus running and ready
+        if idle > ready or (extra and room * 2 >= self.concurrency + extra):
+            return room
         return 0
+
+    async def run_once(self) -> int:
+        """Claim jobs for the free room (none while a poison suspect runs); how many."""
+        wanted = self._wanted()
+        return await self._fetch(wanted) if wanted > 0 else 0
 
     async def _main(self) -> None:
         """The fetch loop; starts the slots. Returns once stopped (slots may still run)."""
@@ -136,12 +170,25 @@ class Producer(Service):
 
     def _hand_back(self) -> None:
         """Claimed but never started: hand back at once, attempt refunded."""
+        waiting = self._node.waiting
         while self._ready:
             job = self._ready.popleft()
-            completion = Completion(job.id, job.attempt, "return")
-            self._completer.add(completion)
-            if self._observers:
-                self._finished(job, completion, None)
+            entry = waiting.get(job.id)
+            if entry is not None and entry.job is job:
+                del waiting[job.id]
+                self.give_back(job)
+
+    def give_back(self, job: Claimed) -> None:
+        """Return ``job``, claimed here but never started (no longer in ``NodeState.waiting``),
+        to ``available`` with its attempt refunded."""
+        completion = Completion(job.id, job.attempt, "return")
+        self._completer.add(completion)
+        if self._observers:
+            self._finished(job, completion, None)
+        node = self._node
+        if node.isolated_job == job.id:  # the suspect never started: others may fetch again
+            node.isolated_job = None
+            self._on_idle(True)
 
     async def _fetch(self, wanted: int) -> int:
         node = self._node
@@ -152,16 +199,21 @@ class Producer(Service):
             try:
                 jobs = await self._store.fetch(
                     FetchParams(
-                        self.queue, wanted, node.id, node.isolate_after, not node.runs, carried
+                        self.queue, wanted, node.id, node.isolate_after, not node.busy, carried
                     )
                 )
             except BaseException:
                 self._completer.restore(carried)
                 raise
             self._completer.settle(carried)
-            self.retry_when_idle = bool(node.runs) and len(jobs) < wanted
+            self._drained = len(jobs) < wanted
+            self.retry_when_idle = node.busy and self._drained
             if jobs:
+                limit = self.wait_limit
+                deadline = asyncio.get_running_loop().time() + limit if limit else None
+                waiting = node.waiting
                 for job in jobs:
+                    waiting[job.id] = Waiting(job, deadline)
                     if job.rescues >= node.isolate_after:
                         node.isolated_job = job.id  # runs alone: fetch nothing else meanwhile
                 self._ready.extend(jobs)
@@ -192,9 +244,11 @@ class Producer(Service):
 
     async def _slot(self) -> None:
         ready = self._ready
+        waiting = self._node.waiting
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
+        ahead = self.concurrency if self.wait_limit > 0 else 0  # the buffer while runs are short
         while True:
             if not ready:
                 if self._halted:
@@ -209,15 +263,28 @@ class Producer(Service):
                 continue
             if self._halted:
                 return  # left in the buffer: the fetch loop hands them back
-            await self._run(ready.popleft(), task, loop)
+            job = ready.popleft()
+            entry = waiting.pop(job.id, None)
+            if entry is None or entry.job is not job:  # dropped or handed back meanwhile
+                if entry is not None:
+                    waiting[job.id] = entry  # a later claim of the same job: still waiting
+                continue
+            started = loop.time()
+            await self._run(job, task, loop, started)
+            extra = self._extra = ahead if loop.time() - started < SHORT_RUN else 0
+            if extra and not self._drained:
+                room = extra + self._idle_slots - len(ready) + 1  # + 1: this slot is free
+                if room * 2 >= self.concurrency + extra:
+                    self._wake.set()  # half the room is free: claim the next batch now
 
     async def _run(
-        self, job: Claimed, task: asyncio.Task[None], loop: asyncio.AbstractEventLoop
+        self, job: Claimed, task: asyncio.Task[None], loop: asyncio.AbstractEventLoop,
+        started_at: float,
     ) -> None:
         node = self._node
         timeout = self._executor.timeout_of(job)
         run = Run(
-            job.id, job.attempt, task, None if timeout is None else loop.time() + timeout,
+            job.id, job.attempt, task, None if timeout is None else started_at + timeout,
             None, job.handler, job.queue,
         )
         node.runs[job.id] = run
@@ -254,5 +321,5 @@ class Producer(Service):
         if node.isolated_job == job.id:  # the suspect ended: everyone may fetch again
             node.isolated_job = None
             self._on_idle(True)
-        elif not node.runs:  # idle now: a suspect job passed over before may be taken
+        elif not node.busy:  # idle now: a suspect job passed over before may be taken
             self._on_idle(False)

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._context import ContextFactory
+from .._driver import Claimed
 from .._errors import ConfigurationError, StoreClosed
 from .._isolation.call import CURRENT_POOL
 from .._isolation.pool import ProcessPool
@@ -23,7 +24,7 @@ from .elector import Elector
 from .executor import Executor
 from .maintenance import Heartbeat, Pruner, Rescuer, Stager
 from .node import NodeState, Watchdog, node_id
-from .producer import Producer
+from .producer import MAX_WAIT, Producer
 from .scheduler import Scheduler
 from .service import Env, Service
 
@@ -162,7 +163,7 @@ class Worker:
             queue: self._producer(queue, concurrency)
             for queue, concurrency in config.queues.items()
         }
-        self.watchdog = Watchdog(self.node, self._watchdog_resolution(), env)
+        self.watchdog = self._watchdog()
         self._stop_requested = asyncio.Event()
         self._force = asyncio.Event()
         self._grace = config.grace
@@ -188,7 +189,26 @@ class Worker:
             on_idle=self._node_idle,
             env=self.env,
             observers=self.observers,
+            wait_limit=self._wait_limit(),
         )
+
+    def _wait_limit(self) -> float:
+        """How long a job claimed ahead may wait for a slot: a quarter of the grace, at most
+        ``MAX_WAIT``; 0 (claim only for idle slots) for an in-process store, where a claim
+        costs no round trip to overlap."""
+        if self.bus.store.in_process:
+            return 0.0
+        return min(MAX_WAIT, self.config.grace / 4)
+
+    def _watchdog(self) -> Watchdog:
+        resolution = self._watchdog_resolution()
+        limit = self._wait_limit()
+        if limit > 0:  # a job waiting past its limit is handed back within another limit
+            resolution = min(resolution, limit)
+        return Watchdog(self.node, resolution, self.env, self._give_back)
+
+    def _give_back(self, job: Claimed) -> None:
+        self.producers[job.queue].give_back(job)
 
     def _watchdog_resolution(self) -> float:
         """A tenth of the shortest handler timeout (the watchdog bounds it to 5 ms - 1 s)."""
@@ -285,7 +305,7 @@ class Worker:
 
     async def _serve(self) -> None:
         """Start every service, run until asked to stop, then finish or hand back the jobs."""
-        self.watchdog = Watchdog(self.node, self._watchdog_resolution(), self.env)
+        self.watchdog = self._watchdog()
         for service in self.services:
             service.start()
         self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
