@@ -84,3 +84,81 @@ async def test_worker_needs_an_open_bus() -> None:
     bus: rb.Bus[None] = rb.Bus()
     with pytest.raises(rb.StoreClosed):
         await bus.worker().run()
+
+
+# -- the inline fast path reuses one Context while nobody else holds it
+
+
+async def test_a_context_kept_by_a_handler_is_never_reused() -> None:
+    bus: rb.Bus[None] = rb.Bus()
+    kept: list[rb.Context[None]] = []
+    seen: list[int] = []
+
+    @bus.on(Ping)
+    async def handler(event: Ping, ctx: rb.Context[None]) -> None:
+        seen.append(id(ctx))
+        if event.n == 2:
+            kept.append(ctx)  # a closure or task would hold it the same way
+
+    async with bus:
+        for n in range(1, 6):
+            await bus.dispatch(Ping(n))
+    assert kept[0].event == Ping(2)  # still its own event after three more dispatches
+    assert seen[0] == seen[1]  # the first context was reused: nobody held it
+    assert id(kept[0]) not in seen[2:]
+
+
+async def test_meta_a_handler_adds_never_leaks_into_the_next_dispatch() -> None:
+    bus: rb.Bus[None] = rb.Bus()
+    metas: list[dict[str, object]] = []
+
+    @bus.on(Ping)
+    async def handler(event: Ping, ctx: rb.Context[None]) -> None:
+        metas.append(dict(ctx.meta))
+        ctx.meta["seen"] = event.n
+
+    async with bus:
+        for n in range(3):
+            await bus.dispatch(Ping(n))
+        await bus.dispatch(Ping(9), meta={"a": 1})
+        await bus.dispatch(Ping(10))
+    assert metas == [{}, {}, {}, {"a": 1}, {}]
+
+
+async def test_concurrent_dispatches_of_one_event_get_their_own_contexts() -> None:
+    import asyncio
+
+    bus: rb.Bus[None] = rb.Bus()
+    release = asyncio.Event()
+    events: list[tuple[int, int]] = []
+
+    @bus.on(Ping)
+    async def handler(event: Ping, ctx: rb.Context[None]) -> None:
+        if event.n in (1, 2):
+            await release.wait()
+        events.append((event.n, ctx.event.n))  # ctx.event is still this dispatch's event
+
+    async with bus:
+        await bus.dispatch(Ping(0))  # leaves a spare context behind
+        first = asyncio.create_task(bus.dispatch(Ping(1)))
+        second = asyncio.create_task(bus.dispatch(Ping(2)))
+        await asyncio.sleep(0)
+        await bus.dispatch(Ping(3))
+        release.set()
+        await asyncio.gather(first, second)
+    assert sorted(events) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+
+async def test_a_reused_context_sees_the_current_state() -> None:
+    bus: rb.Bus[object] = rb.Bus(state="old")
+    states: list[object] = []
+
+    @bus.on(Ping)
+    async def handler(event: Ping, ctx: rb.Context[object]) -> None:
+        states.append(ctx.state)
+
+    async with bus:
+        await bus.dispatch(Ping(1))
+        bus.state = "new"
+        await bus.dispatch(Ping(2))
+    assert states == ["old", "new"]

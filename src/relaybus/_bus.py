@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from sys import getrefcount
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -323,34 +324,39 @@ class Bus(Generic[S]):
         if plan is None or plan.version != self.registry.version:
             plan = self._plan(type(event))
         if (
-            not plan.jobs
-            and not self.dispatch_middleware
-            and not self.middleware
-            and delay is None
-            and at is None
-            and priority is None
-            and queue is None
-            and conn is None
+            plan.jobs
+            or self.dispatch_middleware
+            or self.middleware
+            or delay is not None
+            or at is not None
+            or priority is not None
+            or queue is not None
+            or conn is not None
         ):
-            # Fast path: inline handlers only, no options to check.
-            if plan.inline:
-                await self._dispatch_inline_only(event, plan, meta, errors)
+            results = await self._dispatch(
+                [event], meta, delay, at, priority, queue, conn, errors, single=True
+            )
+            # Dispatch middleware may have dropped the event: then nothing was dispatched.
+            return results[0] if results else DispatchResult(event, [])
+        # The fast path: inline handlers only, no middleware, no options (kept in this one
+        # coroutine). The handlers share one Context in turn. Without meta it is the one the
+        # plan kept from the last such dispatch, when nothing else held on to it: a handler
+        # that keeps ``ctx`` (a task, a closure) or fills ``ctx.meta`` makes the next dispatch
+        # build a new one, and a concurrent dispatch of the same event class builds its own.
+        inline = plan.inline
+        if not inline:
             return DispatchResult(event, [])
-        results = await self._dispatch(
-            [event], meta, delay, at, priority, queue, conn, errors, single=True
-        )
-        # Dispatch middleware may have dropped the event: then nothing was dispatched.
-        return results[0] if results else DispatchResult(event, [])
-
-    async def _dispatch_inline_only(
-        self, event: Any, plan: Plan, meta: dict[str, Any] | None, errors: ErrorMode | None
-    ) -> None:
-        """The fast path of ``dispatch``: inline handlers, no middleware, no options."""
-        ctx: Context[S] = Context(
-            self.state, self, event, "", dict(meta) if meta else {}, self.handler_logger
-        )
+        ctx: Context[S] | None = plan.spare
+        if ctx is None or meta:
+            ctx = Context(
+                self.state, self, event, "", dict(meta) if meta else {}, self.handler_logger
+            )
+        else:
+            plan.spare = None  # in use
+            ctx.state = self.state
+            ctx.event = event
         failures: list[Exception] | None = None
-        for spec in plan.inline:
+        for spec in inline:
             ctx.handler = spec.name
             try:
                 await spec.call(event, ctx)
@@ -360,6 +366,11 @@ class Bus(Generic[S]):
                 failures.append(exc)
         if failures:
             self._inline_failed(failures, errors, DispatchResult(event, []))
+        elif not ctx.meta and getrefcount(ctx) == 2 and getrefcount(ctx.meta) == 2:
+            # held only here (and by getrefcount's argument): nobody can see it change
+            ctx.event = None
+            plan.spare = ctx
+        return DispatchResult(event, [])
 
     async def dispatch_many(
         self,

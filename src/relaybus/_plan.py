@@ -108,7 +108,7 @@ def _has_nul(value: Any) -> bool:
 class Plan:
     """What one dispatch of an event class does; cached per class and registry version."""
 
-    __slots__ = ("codec", "inline", "jobs", "templates", "version")
+    __slots__ = ("codec", "inline", "jobs", "spare", "templates", "version")
 
     def __init__(self, registry: Registry, cls: type) -> None:
         self.codec = registry.codec(cls)
@@ -116,6 +116,9 @@ class Plan:
         self.jobs: list[JobSpec] = list(registry.jobs.get(cls, ()))
         self.templates = [JobTemplate(spec) for spec in self.jobs]
         self.version = registry.version
+        #: The bus's inline fast path keeps the Context of a finished dispatch here for the
+        #: next one, when nothing else holds it (see ``Bus.dispatch``).
+        self.spare: Any = None
 
     def too_large(self, payload: bytes, max_bytes: int) -> PayloadTooLarge:
         return PayloadTooLarge(
