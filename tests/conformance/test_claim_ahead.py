@@ -1,5 +1,5 @@
-"""Claiming ahead (issue 14): while runs are short, a node on a database store claims its next
-jobs while the current ones run. A job claimed but not started yet is covered like a running
+"""Claiming ahead (issue 14): while runs are short, a node claims its next jobs while the
+current ones run. A job claimed but not started yet is covered like a running
 one: heartbeats report it, an admin cancel drops it, shutdown hands it back refunded, its
 timeout clock starts when it starts, and one that waits too long goes back for any node."""
 
@@ -15,12 +15,10 @@ import pytest
 
 import relaybus as rb
 from relaybus._runtime.worker import Worker
-from tests.stores import SQLALCHEMY_VARIANTS
 
 from ._support import job_of, one_id, wait_for
 
 S = rb.JobState
-DATABASE_STORES = ("sqlite", "postgres", "mysql", *SQLALCHEMY_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -103,7 +101,6 @@ async def late_behind_block(
         release.set()
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_a_node_claims_its_next_jobs_while_the_current_ones_run(store) -> None:
     bus: rb.Bus[Any] = rb.Bus(store=store)
     held: list[int] = []
@@ -129,15 +126,16 @@ async def test_a_node_claims_its_next_jobs_while_the_current_ones_run(store) -> 
     assert completed == 60
 
 
-async def test_an_in_process_store_claims_only_for_idle_slots(store, store_kind: str) -> None:
+async def test_the_wait_limit_is_a_quarter_of_the_grace_at_most_a_second(store) -> None:
     bus: rb.Bus[Any] = rb.Bus(store=store)
     async with bus:
-        w = bus.worker(queues={"default": 2})
-        expected = 0.0 if store_kind == "memory" else 1.0  # a quarter of the 30 s grace, capped
-        assert w.producers["default"].wait_limit == expected
+        limits = [
+            bus.worker(queues={"default": 2}, grace=grace).producers["default"].wait_limit
+            for grace in (30, 2, 0)
+        ]
+    assert limits == [1.0, 0.5, 0.0]  # grace 0: claim for idle slots only
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_a_buffered_job_is_reported_by_heartbeats_and_running_in_the_store(store) -> None:
     async with late_behind_block(store) as scene:
         pairs = scene.worker.node.running_pairs()
@@ -150,7 +148,6 @@ async def test_a_buffered_job_is_reported_by_heartbeats_and_running_in_the_store
         assert (await job_of(scene.bus, scene.late_id)).state is S.COMPLETED
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_an_admin_cancel_drops_a_buffered_job_unstarted(store) -> None:
     async with late_behind_block(store) as scene:
         other = rb.Bus(store=scene.bus.store)  # another process's admin: seen via heartbeat
@@ -165,7 +162,6 @@ async def test_an_admin_cancel_drops_a_buffered_job_unstarted(store) -> None:
         assert (await job_of(scene.bus, scene.late_id)).state is S.CANCELLED
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_a_local_admin_cancel_drops_a_buffered_job_at_once(store) -> None:
     async with late_behind_block(store) as scene:
         await scene.bus.jobs.cancel(scene.late_id)
@@ -175,7 +171,6 @@ async def test_a_local_admin_cancel_drops_a_buffered_job_at_once(store) -> None:
         assert (await job_of(scene.bus, scene.late_id)).state is S.CANCELLED
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_a_buffered_jobs_timeout_starts_when_it_starts(store) -> None:
     async with late_behind_block(store, late_timeout=0.2) as scene:
         await asyncio.sleep(0.3)  # longer than its timeout in the buffer (real loop time)
@@ -186,7 +181,6 @@ async def test_a_buffered_jobs_timeout_starts_when_it_starts(store) -> None:
         assert late.state is S.COMPLETED and late.attempt == 1 and late.errors == ()
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_a_job_waiting_past_its_limit_is_handed_back_for_any_node(store) -> None:
     # grace 0.4 s: a buffered job may wait a quarter of it, 0.1 s
     async with late_behind_block(store, grace=0.4) as scene:
@@ -204,7 +198,6 @@ async def test_a_job_waiting_past_its_limit_is_handed_back_for_any_node(store) -
         assert late.state is S.COMPLETED and late.attempt == 1
 
 
-@pytest.mark.stores(*DATABASE_STORES)
 async def test_shutdown_hands_a_buffered_job_back_refunded(store) -> None:
     async with late_behind_block(store) as scene:
         async with asyncio.timeout(10):

@@ -194,10 +194,7 @@ class Worker:
 
     def _wait_limit(self) -> float:
         """How long a job claimed ahead may wait for a slot: a quarter of the grace, at most
-        ``MAX_WAIT``; 0 (claim only for idle slots) for an in-process store, where a claim
-        costs no round trip to overlap."""
-        if self.bus.store.in_process:
-            return 0.0
+        ``MAX_WAIT`` (0 with no grace: claim only for idle slots)."""
         return min(MAX_WAIT, self.config.grace / 4)
 
     def _watchdog(self) -> Watchdog:
