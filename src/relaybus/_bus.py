@@ -11,9 +11,9 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 from ._admin import Jobs, Queues
 from ._context import Context, Dispatch
-from ._driver import Driver, Inserted, NewJob
+from ._driver import Driver
 from ._errors import ConfigurationError, DispatchError
-from ._handlers import HandlerFunc, Registry, check_priority
+from ._handlers import HandlerFunc, Registry
 from ._lifecycle import LIFECYCLE_CLASSES
 from ._middleware import (
     DispatchMiddleware,
@@ -23,12 +23,11 @@ from ._middleware import (
 )
 from ._observe import Observer, insert_observed
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs
+from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs, check_options, record_inserted
 from ._runtime.worker import Worker, WorkerConfig
 from ._schedules import Schedule, Schedules, ScheduleSlot
 from ._slots import Cron, Every, Slots
-from ._types import DispatchResult, InsertResult, NodeInfo
-from ._validate import check_name, optional_seconds
+from ._types import DispatchResult, NodeInfo
 from .stores.memory import MemoryStore
 
 __all__ = ["Bus", "HandlerMiddleware", "DispatchMiddleware"]
@@ -38,26 +37,6 @@ F = TypeVar("F", bound=HandlerFunc)
 
 ErrorMode = Literal["raise", "log"]
 LIFECYCLE = tuple(LIFECYCLE_CLASSES.values())
-
-
-def _check_options(
-    meta: object,
-    delay: float | timedelta | None,
-    at: datetime | None,
-    priority: int | None,
-    queue: str | None,
-) -> float | None:
-    """Check a dispatch call's options; the delay in seconds."""
-    delay_s = optional_seconds("delay", delay)
-    if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
-        raise ConfigurationError("at= must be a timezone-aware datetime")
-    if priority is not None:
-        check_priority(priority)
-    if queue is not None:
-        check_name("queue", queue)
-    if not isinstance(meta, dict):
-        raise ConfigurationError("meta must be a dict")
-    return delay_s
 
 
 class Bus(Generic[S]):
@@ -430,7 +409,7 @@ class Bus(Generic[S]):
         errors: ErrorMode | None,
         single: bool,
     ) -> list[DispatchResult]:
-        delay_s = _check_options(meta, delay, at, priority, queue)
+        delay_s = check_options(meta, delay, at, priority, queue)
         plans = [self._plan(type(event)) for event in events]  # EventError for a non-event
         results = [DispatchResult(event, []) for event in events]
         if any(plan.jobs for plan in plans):
@@ -469,7 +448,7 @@ class Bus(Generic[S]):
             inserted = await insert_observed(self.store, new_jobs, conn, observers, self.logger)
         else:
             inserted = await self.store.insert_many(new_jobs, conn)
-        woken = _record_inserted(results, owners, new_jobs, inserted)
+        woken = record_inserted(results, owners, new_jobs, inserted)
         if conn is None:  # inside the caller's transaction, workers learn of it after commit
             for name in woken:
                 self.wake(name)
@@ -527,19 +506,3 @@ class Bus(Generic[S]):
             process_pool=process_pool,
         )
         return Worker(self, config)
-
-
-def _record_inserted(
-    results: list[DispatchResult],
-    owners: list[int],
-    new_jobs: list[NewJob],
-    inserted: Sequence[Inserted],
-) -> set[str]:
-    """Add each insert's outcome to its event's result; the queues that got a runnable job."""
-    woken: set[str] = set()
-    for index, row, new in zip(owners, inserted, new_jobs, strict=True):
-        outcome = row.outcome
-        results[index].jobs.append(InsertResult(row.id, new.handler, outcome))
-        if outcome != "duplicate":
-            woken.add(new.queue)
-    return woken

@@ -9,21 +9,25 @@ handler, with no other allocation or call per job (``Bus._insert_jobs`` is a hot
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from ._driver import NewJob
-from ._errors import EventError, PayloadTooLarge
-from ._handlers import InlineSpec, JobSpec, Registry
+from ._driver import Inserted, NewJob
+from ._errors import ConfigurationError, EventError, PayloadTooLarge
+from ._handlers import InlineSpec, JobSpec, Registry, check_priority
 from ._lifecycle import LIFECYCLE_CLASSES
 from ._options import Unique
-from ._types import Job, JobState
+from ._types import DispatchResult, InsertResult, Job, JobState
+from ._validate import check_name, optional_seconds
 
-__all__ = ["JobOptions", "JobTemplate", "LifecyclePlanner", "Plan", "build_jobs"]
+__all__ = [
+    "JobOptions", "JobTemplate", "LifecyclePlanner", "Plan", "build_jobs", "check_options",
+    "record_inserted",
+]
 
 _encode_meta = msgspec.json.Encoder().encode
 _decode_payload = msgspec.json.decode
@@ -233,3 +237,39 @@ class LifecyclePlanner:
             )
             return []
         return new_jobs
+
+
+def check_options(
+    meta: object,
+    delay: float | timedelta | None,
+    at: datetime | None,
+    priority: int | None,
+    queue: str | None,
+) -> float | None:
+    """Check a dispatch call's options; the delay in seconds."""
+    delay_s = optional_seconds("delay", delay)
+    if at is not None and (not isinstance(at, datetime) or at.tzinfo is None):
+        raise ConfigurationError("at= must be a timezone-aware datetime")
+    if priority is not None:
+        check_priority(priority)
+    if queue is not None:
+        check_name("queue", queue)
+    if not isinstance(meta, dict):
+        raise ConfigurationError("meta must be a dict")
+    return delay_s
+
+
+def record_inserted(
+    results: list[DispatchResult],
+    owners: list[int],
+    new_jobs: list[NewJob],
+    inserted: Sequence[Inserted],
+) -> set[str]:
+    """Add each insert's outcome to its event's result; the queues that got a runnable job."""
+    woken: set[str] = set()
+    for index, row, new in zip(owners, inserted, new_jobs, strict=True):
+        outcome = row.outcome
+        results[index].jobs.append(InsertResult(row.id, new.handler, outcome))
+        if outcome != "duplicate":
+            woken.add(new.queue)
+    return woken
