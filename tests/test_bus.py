@@ -162,3 +162,19 @@ async def test_a_reused_context_sees_the_current_state() -> None:
         bus.state = "new"
         await bus.dispatch(Ping(2))
     assert states == ["old", "new"]
+
+
+async def test_a_changed_payload_limit_applies_to_the_next_dispatch() -> None:
+    bus: rb.Bus[None] = rb.Bus()
+
+    @bus.job(Ping, name="tests.ping.job")
+    async def handler(event: Ping, ctx: rb.Context[None]) -> None:
+        return None
+
+    async with bus:
+        await bus.dispatch(Ping(1))  # builds and keeps the options of a plain dispatch
+        bus.max_payload_bytes = 4
+        with pytest.raises(rb.PayloadTooLarge):
+            await bus.dispatch(Ping(2))
+        bus.max_payload_bytes = 1_000
+        assert len((await bus.dispatch(Ping(3))).jobs) == 1
