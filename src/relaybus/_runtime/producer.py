@@ -209,7 +209,8 @@ class Producer(Service):
             self._drained = len(jobs) < wanted
             self.retry_when_idle = node.busy and self._drained
             if jobs:
-                limit = self.wait_limit
+                # Claimed for idle slots only (no buffer), they start at once: no wait limit.
+                limit = self.wait_limit if self._extra else 0.0
                 deadline = asyncio.get_running_loop().time() + limit if limit else None
                 waiting = node.waiting
                 for job in jobs:
