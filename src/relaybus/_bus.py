@@ -25,7 +25,7 @@ from ._observe import Observer, insert_observed
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs, check_options, record_inserted
 from ._runtime.worker import Worker, WorkerConfig
-from ._schedules import Schedule, Schedules, ScheduleSlot
+from ._schedules import Schedule, Schedules
 from ._slots import Cron, Every, Slots
 from ._types import DispatchResult, NodeInfo
 from .stores.memory import MemoryStore
@@ -204,23 +204,10 @@ class Bus(Generic[S]):
     def _add_schedule(
         self, slots: Slots, event: Any, name: str | None, missed: str, queue: str, max_missed: int
     ) -> Schedule:
-        schedule = self.schedules.build(
-            slots, event, name=name, missed=missed, queue=queue, max_missed=max_missed
+        return self.schedules.register(
+            self.registry, slots, event, name=name, missed=missed, queue=queue,
+            max_missed=max_missed,
         )
-        self.registry.add_job(
-            ScheduleSlot,
-            Schedules.record_handler,
-            name=schedule.record_handler,
-            queue=queue,
-            priority=3,
-            max_attempts=1,
-            timeout=60.0,
-            backoff=None,
-            unique=None,
-            replace=None,
-        )
-        self.schedules.add(schedule)
-        return schedule
 
     def register(self, handler: object) -> None:
         """Register a class-based ``rb.Handler[E]`` or ``rb.JobHandler[E]`` instance."""

@@ -29,7 +29,7 @@ from ._context import Context
 from ._driver import NewJob
 from ._errors import ConfigurationError, EventError
 from ._events import Event, event_name
-from ._handlers import default_handler_name
+from ._handlers import Registry, default_handler_name
 from ._options import Unique
 from ._plan import JobOptions, Plan, build_jobs
 from ._slots import Slots
@@ -186,6 +186,36 @@ class Schedules:
 
     def add(self, schedule: Schedule) -> None:
         self.by_name[schedule.name] = schedule
+
+    def register(
+        self,
+        registry: Registry,
+        slots: Slots,
+        event: Any,
+        *,
+        name: str | None,
+        missed: str,
+        queue: str,
+        max_missed: int,
+    ) -> Schedule:
+        """Check and add one schedule, with the job handler that records its slots."""
+        schedule = self.build(
+            slots, event, name=name, missed=missed, queue=queue, max_missed=max_missed
+        )
+        registry.add_job(
+            ScheduleSlot,
+            Schedules.record_handler,
+            name=schedule.record_handler,
+            queue=queue,
+            priority=3,
+            max_attempts=1,
+            timeout=60.0,
+            backoff=None,
+            unique=None,
+            replace=None,
+        )
+        self.add(schedule)
+        return schedule
 
     record_handler = staticmethod(_record_slot)
 
