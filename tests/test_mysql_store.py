@@ -146,6 +146,54 @@ async def test_skip_locked_a_locked_job_is_skipped_not_waited_for(store: MySQLSt
     assert [c.id for c in await claim(store, limit=10)] == [first]
 
 
+async def test_a_live_node_whose_row_is_locked_keeps_its_jobs(store: MySQLStore) -> None:
+    """A node's heartbeat transaction locks its node row for a moment; a rescuer running in
+    that moment must not take the row for missing and rescue a live node's jobs (a locking
+    read that joined the nodes table skipped the locked row and saw no node)."""
+    from relaybus._driver import HeartbeatParams
+
+    (job_id,) = await insert(store, new_job())
+    await store.heartbeat(HeartbeatParams("alive", ttl=30.0))
+    assert [c.id for c in await claim(store, "alive")] == [job_id]
+    conn = await _raw(store)
+    try:
+        await conn.begin()
+        await mysql_sql(
+            conn, "SELECT node FROM relaybus_nodes WHERE node = %s FOR UPDATE", ("alive",)
+        )
+        async with asyncio.timeout(5):
+            rescued = await store.rescue(RescueParams(grace=0.0, max_rescues=3))
+        assert rescued == []  # its lease runs for 30 s more
+    finally:
+        await conn.rollback()
+        conn.close()
+
+
+async def test_a_lost_node_whose_row_is_locked_still_has_its_jobs_rescued(
+    store: MySQLStore,
+) -> None:
+    """A node frozen (SIGSTOP, a VM pause) inside its heartbeat transaction keeps its row
+    locked; once its lease has run out its jobs are rescued all the same."""
+    from relaybus._driver import HeartbeatParams
+
+    (job_id,) = await insert(store, new_job())
+    await store.heartbeat(HeartbeatParams("frozen", ttl=1.0))
+    assert [c.id for c in await claim(store, "frozen")] == [job_id]
+    store.clock.advance(5)  # type: ignore[attr-defined]  # past the frozen node's lease
+    conn = await _raw(store)
+    try:
+        await conn.begin()
+        await mysql_sql(
+            conn, "SELECT node FROM relaybus_nodes WHERE node = %s FOR UPDATE", ("frozen",)
+        )
+        async with asyncio.timeout(5):
+            rescued = await store.rescue(RescueParams(grace=0.0, max_rescues=3))
+        assert [r.id for r in rescued] == [job_id]
+    finally:
+        await conn.rollback()
+        conn.close()
+
+
 async def test_concurrent_fetches_claim_each_job_once(store: MySQLStore) -> None:
     ids = await insert(store, *[new_job() for _ in range(300)])
     others = [MySQLStore(store._executor.dsn, clock=store.clock) for _ in range(3)]

@@ -311,14 +311,22 @@ WHERE id = :id AND state = :expect
 -- name: rescue_candidates
 -- Running jobs of expired nodes, and jobs running past timeout + grace, locked and skipping
 -- locked rows (a frozen node's row locks block nobody): (id, attempt, max_attempts, rescues,
--- node, node_lost, now, handler, queue). Read through running_idx in its order.
+-- node, node_lost, now, handler, queue). Read through running_idx in its order. The nodes are
+-- read by subqueries, which a locking read does not lock: a join would lock (and, with SKIP
+-- LOCKED, skip) node rows too, so a live node whose heartbeat transaction held its row for a
+-- moment looked lost.
 SELECT j.id, j.attempt, j.max_attempts, j.rescues, j.attempted_by,
-    n.expires_at IS NULL OR n.expires_at <= /*fragment:now*/ AS node_lost,
+    NOT EXISTS (
+        SELECT 1 FROM /*prefix*/nodes AS n
+        WHERE n.node = j.attempted_by AND n.expires_at > /*fragment:now*/
+    ) AS node_lost,
     /*fragment:now*/, j.handler, j.queue
 FROM /*prefix*/jobs AS j FORCE INDEX (running_idx)
-LEFT JOIN /*prefix*/nodes AS n ON n.node = j.attempted_by
 WHERE j.state = 'running' AND (
-    n.expires_at IS NULL OR n.expires_at <= /*fragment:now*/
+    NOT EXISTS (
+        SELECT 1 FROM /*prefix*/nodes AS n
+        WHERE n.node = j.attempted_by AND n.expires_at > /*fragment:now*/
+    )
     OR (j.timeout IS NOT NULL AND j.attempted_at
         + INTERVAL ROUND((j.timeout + :grace) * 1000000) MICROSECOND < /*fragment:now*/)
 )
