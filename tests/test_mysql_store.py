@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 import relaybus as rb
-from relaybus._driver import FetchParams, PruneParams, RescueParams, StageParams
+from relaybus._driver import (
+    FetchParams,
+    HeartbeatParams,
+    PruneParams,
+    RescueParams,
+    StageParams,
+)
 from relaybus._errors import StoreError
 from relaybus.stores.mysql import MySQLStore
 from relaybus.stores.mysql.executor import check_version, parse_dsn
@@ -146,27 +152,34 @@ async def test_skip_locked_a_locked_job_is_skipped_not_waited_for(store: MySQLSt
     assert [c.id for c in await claim(store, limit=10)] == [first]
 
 
-async def test_a_live_node_whose_row_is_locked_keeps_its_jobs(store: MySQLStore) -> None:
-    """A node's heartbeat transaction locks its node row for a moment; a rescuer running in
-    that moment must not take the row for missing and rescue a live node's jobs (a locking
-    read that joined the nodes table skipped the locked row and saw no node)."""
-    from relaybus._driver import HeartbeatParams
-
+async def _rescue_while_its_row_is_locked(
+    store: MySQLStore, node: str, *, ttl: float, later: float = 0.0
+) -> tuple[int, list[Any]]:
+    """A job claimed by ``node`` (lease ``ttl``), then, ``later`` seconds on, a rescue while
+    another connection holds ``node``'s row locked (as its heartbeat transaction does for a
+    moment, or for as long as a node frozen inside it stays frozen)."""
     (job_id,) = await insert(store, new_job())
-    await store.heartbeat(HeartbeatParams("alive", ttl=30.0))
-    assert [c.id for c in await claim(store, "alive")] == [job_id]
+    await store.heartbeat(HeartbeatParams(node, ttl=ttl))
+    assert [c.id for c in await claim(store, node)] == [job_id]
+    store.clock.advance(later)  # type: ignore[attr-defined]
     conn = await _raw(store)
     try:
         await conn.begin()
-        await mysql_sql(
-            conn, "SELECT node FROM relaybus_nodes WHERE node = %s FOR UPDATE", ("alive",)
-        )
+        await mysql_sql(conn, "SELECT node FROM relaybus_nodes WHERE node = %s FOR UPDATE", (node,))
         async with asyncio.timeout(5):
             rescued = await store.rescue(RescueParams(grace=0.0, max_rescues=3))
-        assert rescued == []  # its lease runs for 30 s more
     finally:
         await conn.rollback()
         conn.close()
+    return job_id, rescued
+
+
+async def test_a_live_node_whose_row_is_locked_keeps_its_jobs(store: MySQLStore) -> None:
+    """A rescuer running while a live node's row is locked must not take the row for missing
+    and rescue that node's jobs (a locking read that joined the nodes table skipped the
+    locked row and saw no node)."""
+    _, rescued = await _rescue_while_its_row_is_locked(store, "alive", ttl=30.0)
+    assert rescued == []  # its lease runs for 30 s more
 
 
 async def test_a_lost_node_whose_row_is_locked_still_has_its_jobs_rescued(
@@ -174,24 +187,8 @@ async def test_a_lost_node_whose_row_is_locked_still_has_its_jobs_rescued(
 ) -> None:
     """A node frozen (SIGSTOP, a VM pause) inside its heartbeat transaction keeps its row
     locked; once its lease has run out its jobs are rescued all the same."""
-    from relaybus._driver import HeartbeatParams
-
-    (job_id,) = await insert(store, new_job())
-    await store.heartbeat(HeartbeatParams("frozen", ttl=1.0))
-    assert [c.id for c in await claim(store, "frozen")] == [job_id]
-    store.clock.advance(5)  # type: ignore[attr-defined]  # past the frozen node's lease
-    conn = await _raw(store)
-    try:
-        await conn.begin()
-        await mysql_sql(
-            conn, "SELECT node FROM relaybus_nodes WHERE node = %s FOR UPDATE", ("frozen",)
-        )
-        async with asyncio.timeout(5):
-            rescued = await store.rescue(RescueParams(grace=0.0, max_rescues=3))
-        assert [r.id for r in rescued] == [job_id]
-    finally:
-        await conn.rollback()
-        conn.close()
+    job_id, rescued = await _rescue_while_its_row_is_locked(store, "frozen", ttl=1.0, later=5)
+    assert [r.id for r in rescued] == [job_id]
 
 
 async def test_concurrent_fetches_claim_each_job_once(store: MySQLStore) -> None:
