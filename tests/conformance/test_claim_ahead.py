@@ -53,7 +53,8 @@ class Scene:
     block_id: int
     late_id: int
     release: asyncio.Event
-    late_runs: list[float]  # per run of the late job: seconds left before its deadline
+    late_runs: list[float]  # per run of the late job: its deadline (loop time)
+    seen_waiting: float  # loop time once it was seen claimed and waiting (after its claim)
 
     async def settle(self) -> None:
         """Let the blocking job end; wait until the node holds nothing and all is written."""
@@ -86,8 +87,7 @@ async def late_behind_block(
     @bus.job(Late, name="conf.ahead.late", timeout=late_timeout)
     async def late(event: Late, ctx: rb.Context) -> None:
         run = holder[0].node.runs[ctx.job.id]
-        now = asyncio.get_running_loop().time()
-        late_runs.append(float("inf") if run.deadline is None else run.deadline - now)
+        late_runs.append(float("inf") if run.deadline is None else run.deadline)
 
     async with bus, bus.worker(queues={"default": 1}, poll_interval=0.02, grace=grace) as w:
         holder.append(w)
@@ -97,7 +97,8 @@ async def late_behind_block(
         await wait_for(block_started)
         late_id = one_id(await bus.dispatch(Late()))
         await until(lambda: late_id in w.node.waiting)
-        yield Scene(bus, w, block_id, late_id, release, late_runs)
+        seen = asyncio.get_running_loop().time()
+        yield Scene(bus, w, block_id, late_id, release, late_runs, seen)
         release.set()
 
 
@@ -176,7 +177,9 @@ async def test_a_buffered_jobs_timeout_starts_when_it_starts(store) -> None:
         await asyncio.sleep(0.3)  # longer than its timeout in the buffer (real loop time)
         await scene.settle()
         assert len(scene.late_runs) == 1
-        assert scene.late_runs[0] > 0.1  # its deadline counts from its start, not its claim
+        # Claimed before seen_waiting, started 0.3 s after it: a deadline counted from the
+        # claim would be before seen_waiting + 0.2; counted from the start it is after.
+        assert scene.late_runs[0] >= scene.seen_waiting + 0.3 + 0.2
         late = await job_of(scene.bus, scene.late_id)
         assert late.state is S.COMPLETED and late.attempt == 1 and late.errors == ()
 
