@@ -17,6 +17,7 @@ import pytest
 
 import relaybus as rb
 from relaybus._driver import (
+    ElectParams,
     FetchParams,
     HeartbeatParams,
     PruneParams,
@@ -592,3 +593,38 @@ async def test_maintenance_runs_on_the_server_clock(db_store: MySQLStore) -> Non
     rescued = await db_store.rescue(RescueParams(grace=0, max_rescues=3, limit=10))
     assert [r.id for r in rescued] == [job_id]
     assert await db_store.prune(PruneParams({rb.JobState.COMPLETED: 0.0})) == 0
+
+
+async def test_a_node_frozen_inside_its_election_blocks_no_other_leader(
+    db_store: MySQLStore,
+) -> None:
+    """A node frozen (SIGSTOP, a VM pause) right after sending its election leaves no lock on
+    the leader row behind: the election is one query that carries its COMMIT, so the server
+    ends the transaction without the client. Another node takes the lease once it runs out
+    (it would wait for the lock, 10 s per try, while the frozen node held it)."""
+    from urllib.parse import urlsplit
+
+    from .freezing_proxy import freezing_proxy
+
+    await db_store.migrate()
+    parts = urlsplit(db_store._executor.dsn)
+    async with freezing_proxy(parts.hostname or "127.0.0.1", parts.port or 3306) as proxy:
+        frozen_store = MySQLStore(
+            parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl(),
+            min_size=1,
+        )
+        await frozen_store.open()
+        try:
+            assert await frozen_store.elect(ElectParams("frozen", ttl=1.0))
+            proxy.freeze_on(b"leader")
+            renewal = asyncio.create_task(frozen_store.elect(ElectParams("frozen", ttl=1.0)))
+            async with asyncio.timeout(5):
+                await proxy.frozen.wait()
+            async with asyncio.timeout(5):  # a lock on the leader row would make these wait
+                assert not await db_store.elect(ElectParams("other", ttl=1.0))  # its lease
+                await asyncio.sleep(1.1)  # the lease of the frozen renewal runs out
+                assert await db_store.elect(ElectParams("other", ttl=1.0))
+            assert not renewal.done()  # the frozen node never heard back
+            renewal.cancel()
+        finally:
+            await frozen_store.close()

@@ -49,6 +49,10 @@ class CommitTx(Tx, Protocol):
 
     async def execute(self, name: str, args: Mapping[str, Any], *, commit: bool = False) -> int: ...
 
+    async def fetch(
+        self, name: str, args: Mapping[str, Any], *, commit: bool = False
+    ) -> list[Any]: ...
+
 
 def _ids(ids: Sequence[int]) -> str:
     return _encode.encode(sorted(ids)).decode()
@@ -67,7 +71,7 @@ class MySQLDialect(Dialect):
             "insert_job", "insert_batch", "insert_batch_consecutive", "find_holder",
             "replace_job", "fetch", "end_runs_then_fetch", "claim", "lock_runs", "end_runs",
             "release_orphans",
-            "leader_is", "make_available_many", "delete_jobs", "quiet_notes",
+            "make_available_many", "delete_jobs", "quiet_notes",
             # transactions of a client library without its own (SQLAlchemy in autocommit)
             "begin", "commit", "rollback",
         }
@@ -226,8 +230,9 @@ class MySQLDialect(Dialect):
         return sorted(first)
 
     async def elect(self, tx: Tx, args: Mapping[str, Any]) -> bool:
-        await tx.execute("elect", args)
-        return await tx.fetchrow("leader_is", args) is not None
+        """One round trip that commits: ``START TRANSACTION; elect (two statements); COMMIT``
+        (no lock on the leader row waits for this client)."""
+        return bool(await cast(CommitTx, tx).fetch("elect", args, commit=True))
 
     async def stage_due(self, tx: Tx, args: Mapping[str, Any]) -> list[str]:
         rows = await tx.fetch("stage", args)

@@ -245,17 +245,17 @@ WHERE NOT EXISTS (
 DELETE FROM /*prefix*/nodes WHERE node = :node
 
 -- name: elect
--- Take the lease when it is free or expired, renew it when :node holds it. Assignments of
--- ON DUPLICATE KEY UPDATE apply left to right: expires_at reads the node just assigned.
--- Whether :node leads is read next by leader_is, in the same transaction.
+-- Take the lease when it is free or expired, renew it when :node holds it; then a row when
+-- :node leads. One query that also carries the COMMIT (MySQLDialect.elect): a node frozen
+-- after sending it (SIGSTOP, a VM pause) leaves no lock on the leader row behind, which every
+-- other node's election would wait for. Assignments of ON DUPLICATE KEY UPDATE apply left to
+-- right: expires_at reads the node just assigned.
 INSERT INTO /*prefix*/leader (id, node, expires_at)
 VALUES (1, :node, /*fragment:now*/ + INTERVAL ROUND(:ttl * 1000000) MICROSECOND)
 ON DUPLICATE KEY UPDATE
     node = IF(node = :node OR expires_at <= /*fragment:now*/, :node, node),
     expires_at = IF(node = :node,
-        /*fragment:now*/ + INTERVAL ROUND(:ttl * 1000000) MICROSECOND, expires_at)
-
--- name: leader_is
+        /*fragment:now*/ + INTERVAL ROUND(:ttl * 1000000) MICROSECOND, expires_at);
 SELECT node FROM /*prefix*/leader WHERE id = 1 AND node = :node
 
 -- name: resign
