@@ -248,3 +248,41 @@ async def test_ctx_transaction_lends_an_async_connection(shop: Shop) -> None:
     assert job is not None and (job.state, job.attempt) == (rb.JobState.COMPLETED, 2)
     assert await shop.orders() == [52]  # attempt 1's write was rolled back
     assert seen == [AsyncConnection, AsyncConnection]
+
+
+@pytest.mark.parametrize("steps", range(8))
+async def test_a_fetch_cancelled_at_any_moment_loses_no_claim_on_aiosqlite(
+    steps: int, tmp_path: Path
+) -> None:
+    """On ``sqlite+aiosqlite`` the store's work runs on aiosqlite's thread in one hop; a caller
+    cancelled after its work was queued gets nothing, and the claims the work made are given
+    back: however many loop steps the fetch got before the cancel, both jobs end up available
+    and claimable again, with their attempts refunded."""
+    from .driver._support import claim, new_job
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
+    store = SQLAlchemyStore(engine, auto_migrate=True)
+    try:
+        await store.open()
+        ids = [r.id for r in await store.insert_many([new_job(), new_job()])]
+        task = asyncio.create_task(claim(store))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            claimed = await task
+        except asyncio.CancelledError:
+            claimed = []
+        if claimed:  # it finished before the cancel landed: finish its runs
+            assert sorted(c.id for c in claimed) == ids
+            return
+        for _ in range(50):  # the give-back is a work of its own, queued after the claim
+            if await store.stats() == {"default": {"available": 2}}:
+                break
+            await asyncio.sleep(0.01)
+        assert await store.stats() == {"default": {"available": 2}}
+        again = await claim(store)
+        assert sorted((c.id, c.attempt) for c in again) == [(i, 1) for i in ids]
+    finally:
+        await store.close()
+        await engine.dispose()

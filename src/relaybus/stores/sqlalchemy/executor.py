@@ -35,6 +35,7 @@ from ..._errors import StoreClosed, StoreError
 from .._sql.dialect import Dialect, ErrorKind
 from .._sql.executor import Tx
 from ..postgres.listener import Listener
+from .direct import DRIVERS, run_direct
 from .tx import SyncTx, drive, driver_error, multi_statement_queries
 
 __all__ = ["PARAMSTYLES", "SQLAlchemyExecutor"]
@@ -72,6 +73,8 @@ class SQLAlchemyExecutor:
         self._max_size = min(max_size, dialect.max_connections or max_size)
         self._kind_of = kind_of
         self._multi = multi_statement_queries(dialect)
+        #: The store's own work goes to the driver's thread in one hop (see ``direct.py``).
+        self._direct = engine.dialect.driver in DRIVERS
         self._idle: list[AsyncConnection] = []
         self._slots = asyncio.Semaphore(self._max_size)
         #: Job handlers' transactions (``hold``) leave ROOM connections to the store's own work.
@@ -166,7 +169,7 @@ class SQLAlchemyExecutor:
         for attempt in range(CONTENTION_TRIES):
             try:
                 async with self._borrow() as own:
-                    return await self._on(own, work, transaction=transaction)
+                    return await self._on(own, work, transaction=transaction, orphan=orphan)
             except Exception as exc:
                 if self._kind_of(exc) != "retry" or attempt == CONTENTION_TRIES - 1:
                     raise
@@ -194,10 +197,18 @@ class SQLAlchemyExecutor:
         *,
         transaction: bool = False,
         joined: bool = False,
+        orphan: Callable[[T], None] | None = None,
     ) -> T:
-        """Run ``work`` on the store's ``conn``, in one greenlet (see ``tx.py``); ``joined``:
-        inside a transaction already open on it."""
+        """Run ``work`` on the store's ``conn``, in one greenlet (see ``tx.py``), or on the
+        driver's own thread (``direct.py``); ``joined``: inside a transaction already open on
+        it (a handler's, through SQLAlchemy)."""
         dialect, multi = self._dialect, self._multi
+        if self._direct and not joined:
+            raw = await conn.get_raw_connection()
+            return await run_direct(
+                raw.driver_connection, work, dialect.queries, transaction=transaction,
+                orphan=orphan,
+            )  # fmt: skip
 
         async def in_transaction(tx: Tx) -> T:
             async with tx.transaction():

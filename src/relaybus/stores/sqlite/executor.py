@@ -21,7 +21,7 @@ from .._sql.executor import Tx
 from .._sql.queries import Query
 from .thread import ConnectionThread
 
-__all__ = ["SQLiteExecutor", "drive", "split_statements"]
+__all__ = ["SQLiteExecutor", "body_of", "drive", "split_statements"]
 
 T = TypeVar("T")
 _logger = logging.getLogger("relaybus.sqlite")
@@ -98,6 +98,23 @@ class _SQLiteHeld:
         return await self._thread.call(lambda conn: drive(work(_SQLiteTx(conn, queries))))  # type: ignore[arg-type]
 
 
+def body_of(
+    work: Callable[[Tx], Awaitable[T]], queries: Mapping[str, Query], *, transaction: bool
+) -> Callable[[sqlite3.Connection], T]:
+    """``work`` as a function of a ``sqlite3`` connection, run to its end on the thread that
+    owns the connection (in a transaction when ``transaction``)."""
+
+    async def in_transaction(tx: _SQLiteTx) -> T:
+        async with tx.transaction():
+            return await work(tx)
+
+    def body(conn: sqlite3.Connection) -> T:
+        tx = _SQLiteTx(conn, queries)
+        return drive(in_transaction(tx) if transaction else work(tx))  # type: ignore[arg-type]
+
+    return body
+
+
 def _begin(queries: Mapping[str, Query]) -> Callable[[sqlite3.Connection], sqlite3.Connection]:
     def begin(conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.execute(queries["begin"].sql)
@@ -171,21 +188,6 @@ class SQLiteExecutor:
             await thread.close()
 
     # -- running work
-    def _body(
-        self, work: Callable[[Tx], Awaitable[T]], transaction: bool
-    ) -> Callable[[sqlite3.Connection], T]:
-        queries = self._q
-
-        async def in_transaction(tx: _SQLiteTx) -> T:
-            async with tx.transaction():
-                return await work(tx)
-
-        def body(conn: sqlite3.Connection) -> T:
-            tx = _SQLiteTx(conn, queries)
-            return drive(in_transaction(tx) if transaction else work(tx))  # type: ignore[arg-type]
-
-        return body
-
     async def run(
         self,
         work: Callable[[Tx], Awaitable[T]],
@@ -199,14 +201,14 @@ class SQLiteExecutor:
         thread = self._thread
         if thread is None:
             raise StoreClosed("SQLiteStore is not open: use `async with bus:`")
-        return await thread.call(self._body(work, transaction), orphan)
+        return await thread.call(body_of(work, self._q, transaction=transaction), orphan)
 
     async def run_detached(self, work: Callable[[Tx], Awaitable[T]]) -> T:
         if self._thread is not None:
-            return await self._thread.call(self._body(work, True))
+            return await self._thread.call(body_of(work, self._q, transaction=True))
         thread = self._start()
         try:
-            return await thread.call(self._body(work, True))
+            return await thread.call(body_of(work, self._q, transaction=True))
         finally:
             await thread.close()
 
@@ -246,7 +248,7 @@ class SQLiteExecutor:
     def post(self, work: Callable[[Tx], Awaitable[object]]) -> None:
         thread = self._thread
         if thread is not None:
-            thread.post(self._body(work, True))
+            thread.post(body_of(work, self._q, transaction=True))
 
     def check_conn(self, conn: Any) -> None:
         raise StoreError("SQLiteStore does not take conn=: it owns its only connection")
