@@ -182,6 +182,24 @@ async def test_completions_carried_by_fetch_are_applied_before_the_claim(
     assert await state_of(store, d) is S.AVAILABLE
 
 
+async def test_plain_completions_carried_by_a_claim_are_fenced_and_finalized(
+    store: Any, clock: FakeClock
+) -> None:
+    """Every carried end a plain completion (MySQL has a leaner statement for that case): the
+    current runs complete with finalized_at stamped, a stale one changes nothing, and the claim
+    still takes the next job."""
+    a, b, c = await insert(store, new_job(), new_job(), new_job())
+    first = await claim(store, limit=2)
+    assert [j.id for j in first] == [a, b]
+    done = [ended(first[0]), ended((b, 2))]  # b: a stale attempt
+    assert [j.id for j in await claim(store, limit=1, complete=done)] == [c]
+    completed = await get(store, a)
+    assert (completed.state, completed.finalized_at, completed.errors) == (
+        S.COMPLETED, clock.now(), (),
+    )  # fmt: skip
+    assert await state_of(store, b) is S.RUNNING
+
+
 async def test_completions_carried_by_fetch_are_applied_with_limit_zero(store: Any) -> None:
     a, b = await insert(store, new_job(), new_job())
     runs = await claim(store, limit=2)

@@ -20,6 +20,7 @@ import msgspec
 from ..._codec import encode_error
 from ..._driver import FetchParams, Inserted, NewJob
 from ..._jobrules import RunEnd
+from ..._types import JobState
 from .._sql.dialect import Dialect, ErrorKind, Runner
 from .._sql.executor import Tx
 from .._sql.queries import Paramstyle
@@ -54,6 +55,13 @@ class CommitTx(Tx, Protocol):
     ) -> list[Any]: ...
 
 
+def _plain_completion(end: RunEnd) -> bool:
+    return (
+        end.state is JobState.COMPLETED and end.error is None and not end.refund
+        and not end.rescued and end.delay is None
+    )  # fmt: skip
+
+
 def _ids(ids: Sequence[int]) -> str:
     return _encode.encode(sorted(ids)).decode()
 
@@ -70,6 +78,7 @@ class MySQLDialect(Dialect):
             "session_isolation", "session_settings", "server_info", "db_now", "ping",
             "insert_job", "insert_batch", "insert_batch_consecutive", "find_holder",
             "replace_job", "fetch", "end_runs_then_fetch", "claim", "lock_runs", "end_runs",
+            "complete_runs", "complete_runs_then_fetch",
             "release_orphans",
             "make_available_many", "delete_jobs", "quiet_notes",
             # transactions of a client library without its own (SQLAlchemy in autocommit)
@@ -172,7 +181,7 @@ class MySQLDialect(Dialect):
         async with tx.transaction():
             if params.limit <= 0:
                 if ends:
-                    await own.execute("end_runs", self._end_args(ends, now), commit=True)
+                    await own.execute(*self._ends(ends, now), commit=True)
                 return []
             args = {
                 "queue": params.queue,
@@ -181,7 +190,8 @@ class MySQLDialect(Dialect):
                 "idle": params.idle,
             }
             if ends:
-                rows = await tx.fetch("end_runs_then_fetch", {**args, **self._end_args(ends, now)})
+                name, end_args = self._ends(ends, now)
+                rows = await tx.fetch(f"{name}_then_fetch", {**args, **end_args})
             else:
                 rows = await tx.fetch("fetch", args)
             if not rows:
@@ -195,6 +205,14 @@ class MySQLDialect(Dialect):
             claim = {"ids": _ids([row[0] for row in rows]), "now": now, "node": params.node}
             await own.execute("claim", claim, commit=True)
             return [(*row[:_ATTEMPT], row[_ATTEMPT] + 1, *row[_ATTEMPT + 1 :]) for row in rows]
+
+    def _ends(self, ends: Sequence[RunEnd], now: Any) -> tuple[str, dict[str, Any]]:
+        """The query applying ``ends`` and its binds: ``complete_runs`` when every end is a
+        plain completion (the common case, cheaper for the server), else ``end_runs``."""
+        if all(_plain_completion(end) for end in ends):
+            pairs = sorted({(end.id, end.attempt) for end in ends})
+            return "complete_runs", {"runs": _encode.encode(pairs).decode(), "now": now}
+        return "end_runs", self._end_args(ends, now)
 
     def _end_args(self, ends: Sequence[RunEnd], now: Any) -> dict[str, Any]:
         """The binds of ``end_runs``: each run once (its first end), sorted by id. The UPDATE
@@ -224,9 +242,7 @@ class MySQLDialect(Dialect):
                 first.setdefault(end.id, end)
         if not first:
             return []
-        await cast(CommitTx, tx).execute(
-            "end_runs", self._end_args(list(first.values()), now), commit=True
-        )
+        await cast(CommitTx, tx).execute(*self._ends(list(first.values()), now), commit=True)
         return sorted(first)
 
     async def elect(self, tx: Tx, args: Mapping[str, Any]) -> bool:

@@ -208,6 +208,24 @@ SET j.state = c.state,
         ELSE JSON_ARRAY_APPEND(j.errors, '$', JSON_EXTRACT(c.error, '$')) END
 WHERE j.state = 'running' AND j.attempt = c.attempt
 
+-- fragment: complete_runs_update
+-- The common case of end_runs_update, leaner for the server: every end in :runs
+-- ([[id, attempt], ...] sorted by id) is a plain completion (completed, no error, no refund,
+-- no rescue, scheduled_at kept), fenced on (running, attempt) alike.
+UPDATE JSON_TABLE(:runs, '$[*]' COLUMNS (id BIGINT PATH '$[0]', attempt INT PATH '$[1]')) AS r
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = r.id
+SET j.state = 'completed', j.finalized_at = /*fragment:now*/
+WHERE j.state = 'running' AND j.attempt = r.attempt
+
+-- name: complete_runs
+-- end_runs when every end is a plain completion.
+/*fragment:complete_runs_update*/
+
+-- name: complete_runs_then_fetch
+-- end_runs_then_fetch when every carried end is a plain completion.
+/*fragment:complete_runs_update*/;
+/*fragment:fetch_select*/
+
 -- name: end_runs
 -- complete_many: after lock_runs told which runs are still current (their ids are the answer).
 /*fragment:end_runs_update*/
