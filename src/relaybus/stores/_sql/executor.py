@@ -8,13 +8,24 @@ Errors come out as the client library raised them; the dialect classifies them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Executor", "Held", "Tx"]
+__all__ = ["Executor", "Held", "Tx", "drive"]
 
 T = TypeVar("T")
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, synchronously: a work on a Tx whose
+    methods complete without suspending (SQLite's connection thread, SQLAlchemy's greenlet)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise RuntimeError("a work run synchronously awaited something other than its Tx")
 
 
 class Tx(Protocol):

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 
 from .._sql.dialect import Dialect
+from .._sql.executor import drive
 
 __all__ = ["SyncTx", "drive", "driver_error", "multi_statement_queries"]
 
@@ -38,16 +39,6 @@ def driver_error(exc: BaseException) -> BaseException:
     if type(err).__module__.startswith("sqlalchemy") and err.__cause__ is not None:
         return err.__cause__
     return err
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends to its end, synchronously."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("work on a SQLAlchemy connection awaited something other than its Tx")
 
 
 def multi_statement_queries(dialect: Dialect) -> dict[str, list[str]]:

@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..._errors import StoreClosed, StoreError
-from .._sql.executor import Tx
+from .._sql.executor import Tx, drive
 from .._sql.queries import Query
 from .thread import ConnectionThread
 
@@ -26,16 +26,6 @@ __all__ = ["SQLiteExecutor", "body_of", "drive", "split_statements"]
 T = TypeVar("T")
 _logger = logging.getLogger("relaybus.sqlite")
 _MIN_VERSION = (3, 35, 0)  # RETURNING (3.35), generated columns (3.31)
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends to its end, synchronously."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("work on the SQLite thread awaited something other than its Tx")
 
 
 class _SQLiteTx:
