@@ -595,13 +595,23 @@ async def test_maintenance_runs_on_the_server_clock(db_store: MySQLStore) -> Non
     assert await db_store.prune(PruneParams({rb.JobState.COMPLETED: 0.0})) == 0
 
 
+def _frozen_store(kind: str, dsn: str) -> Any:
+    """A store of ``kind`` (native, or SQLAlchemy over asyncmy) on ``dsn``."""
+    if kind == "native":
+        return MySQLStore(dsn, min_size=1)
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return rb.SQLAlchemyStore(create_async_engine("mysql+asyncmy://" + dsn.split("://", 1)[1]))
+
+
+@pytest.mark.parametrize("kind", ["native", "sqlalchemy"])
 async def test_a_node_frozen_inside_its_election_blocks_no_other_leader(
-    db_store: MySQLStore,
+    db_store: MySQLStore, kind: str
 ) -> None:
     """A node frozen (SIGSTOP, a VM pause) right after sending its election leaves no lock on
-    the leader row behind: the election is one query that carries its COMMIT, so the server
-    ends the transaction without the client. Another node takes the lease once it runs out
-    (it would wait for the lock, 10 s per try, while the frozen node held it)."""
+    the leader row behind: the election runs outside a transaction (its upsert commits on its
+    own), natively and through SQLAlchemy. Another node takes the lease once it runs out (it
+    would wait for the lock, 10 s per try, while the frozen node held it)."""
     from urllib.parse import urlsplit
 
     from .freezing_proxy import freezing_proxy
@@ -609,9 +619,8 @@ async def test_a_node_frozen_inside_its_election_blocks_no_other_leader(
     await db_store.migrate()
     parts = urlsplit(db_store._executor.dsn)
     async with freezing_proxy(parts.hostname or "127.0.0.1", parts.port or 3306) as proxy:
-        frozen_store = MySQLStore(
-            parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl(),
-            min_size=1,
+        frozen_store = _frozen_store(
+            kind, parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
         )
         await frozen_store.open()
         try:
@@ -628,3 +637,5 @@ async def test_a_node_frozen_inside_its_election_blocks_no_other_leader(
             renewal.cancel()
         finally:
             await frozen_store.close()
+            if kind == "sqlalchemy":
+                await frozen_store.engine.dispose()

@@ -92,6 +92,10 @@ class Dialect:
     #: Whether every write runs in an explicit transaction (SQLite: BEGIN IMMEDIATE) or as
     #: single autocommit statements where one statement suffices (PostgreSQL).
     write_in_transaction: ClassVar[bool] = True
+    #: Whether ``elect`` runs in a transaction when writes do. False where its statements are
+    #: each atomic and a transaction spanning round trips would let a node frozen between them
+    #: hold the leader row that every other node's election waits for (MySQL).
+    elect_in_transaction: ClassVar[bool] = True
     #: Whether the database may drop a connection after committing a claim (a server database):
     #: then the core keeps a ledger of handed-out claims to give back orphans.
     answers_can_be_lost: ClassVar[bool] = False

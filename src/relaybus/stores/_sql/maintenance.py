@@ -45,6 +45,8 @@ class MaintenanceOps(SQLBase):
         async def work(tx: Tx) -> bool:
             return await self.dialect.elect(tx, args)
 
+        if not self.dialect.elect_in_transaction:
+            return await self._run(work)
         return await self._write(work)
 
     async def resign(self, node: str) -> None:

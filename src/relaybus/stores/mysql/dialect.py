@@ -50,10 +50,6 @@ class CommitTx(Tx, Protocol):
 
     async def execute(self, name: str, args: Mapping[str, Any], *, commit: bool = False) -> int: ...
 
-    async def fetch(
-        self, name: str, args: Mapping[str, Any], *, commit: bool = False
-    ) -> list[Any]: ...
-
 
 def _plain_completion(end: RunEnd) -> bool:
     return (
@@ -70,6 +66,8 @@ class MySQLDialect(Dialect):
     name: ClassVar[str] = "mysql"
     package: ClassVar[str] = "relaybus.stores.mysql"
     write_in_transaction: ClassVar[bool] = True
+    #: The election's two statements each commit on their own (see ``elect``).
+    elect_in_transaction: ClassVar[bool] = False
     #: The migration lock is a session's named lock (GET_LOCK): migrate on a connection of its own.
     migrate_detached: ClassVar[bool] = True
     answers_can_be_lost: ClassVar[bool] = True
@@ -246,9 +244,11 @@ class MySQLDialect(Dialect):
         return sorted(first)
 
     async def elect(self, tx: Tx, args: Mapping[str, Any]) -> bool:
-        """One round trip that commits: ``START TRANSACTION; elect (two statements); COMMIT``
-        (no lock on the leader row waits for this client)."""
-        return bool(await cast(CommitTx, tx).fetch("elect", args, commit=True))
+        """Outside a transaction: the upsert commits on its own, then the check reads the
+        lease, in one round trip on MySQLExecutor (both statements in one query) and in two
+        through SQLAlchemy. No lock on the leader row ever waits for this client: a node frozen
+        between round trips (SIGSTOP, a VM pause) blocks no other node's election."""
+        return bool(await tx.fetch("elect", args))
 
     async def stage_due(self, tx: Tx, args: Mapping[str, Any]) -> list[str]:
         rows = await tx.fetch("stage", args)

@@ -264,10 +264,10 @@ DELETE FROM /*prefix*/nodes WHERE node = :node
 
 -- name: elect
 -- Take the lease when it is free or expired, renew it when :node holds it; then a row when
--- :node leads. One query that also carries the COMMIT (MySQLDialect.elect): a node frozen
--- after sending it (SIGSTOP, a VM pause) leaves no lock on the leader row behind, which every
--- other node's election would wait for. Assignments of ON DUPLICATE KEY UPDATE apply left to
--- right: expires_at reads the node just assigned.
+-- :node leads. Run outside a transaction (MySQLDialect.elect): the upsert commits on its own,
+-- so a node frozen after sending it (SIGSTOP, a VM pause) leaves no lock on the leader row
+-- behind, which every other node's election would wait for. Assignments of ON DUPLICATE KEY
+-- UPDATE apply left to right: expires_at reads the node just assigned.
 INSERT INTO /*prefix*/leader (id, node, expires_at)
 VALUES (1, :node, /*fragment:now*/ + INTERVAL ROUND(:ttl * 1000000) MICROSECOND)
 ON DUPLICATE KEY UPDATE
