@@ -141,8 +141,9 @@ class Schedules:
     def __len__(self) -> int:
         return len(self.by_name)
 
-    def build(
+    def register(
         self,
+        registry: Registry,
         slots: Slots,
         event: Any,
         *,
@@ -151,12 +152,28 @@ class Schedules:
         queue: str,
         max_missed: int,
     ) -> Schedule:
-        """Check one schedule's options (the caller registers its record handler)."""
-        if missed not in MISSED_POLICIES:  # (a Literal once checked)
-            raise ConfigurationError(f"missed= takes 'latest', 'all' or 'skip', not {missed!r}")
-        if isinstance(max_missed, bool) or not isinstance(max_missed, int) or max_missed < 1:
-            raise ConfigurationError(f"max_missed must be an integer >= 1, not {max_missed!r}")
-        check_name("queue", queue)
+        """Check and add one schedule, with the job handler that records its slots."""
+        policy = _checked_options(missed, queue, max_missed)
+        schedule_name, takes_slot = self._name_of(event, name)
+        schedule = Schedule(schedule_name, slots, event, policy, queue, max_missed, takes_slot)
+        registry.add_job(
+            ScheduleSlot,
+            Schedules.record_handler,
+            name=schedule.record_handler,
+            queue=queue,
+            priority=3,
+            max_attempts=1,
+            timeout=60.0,
+            backoff=None,
+            unique=None,
+            replace=None,
+        )
+        self.by_name[schedule.name] = schedule
+        return schedule
+
+    def _name_of(self, event: Any, name: str | None) -> tuple[str, bool | None]:
+        """The schedule's checked, unused name, and whether its factory takes the slot (None:
+        an event instance)."""
         if isinstance(event, type):
             raise ConfigurationError(
                 f"pass an event instance or a factory, not the class {event.__qualname__} "
@@ -182,42 +199,19 @@ class Schedules:
             raise ConfigurationError(
                 f"a schedule named {schedule_name!r} is already registered; pass name='...'"
             )
-        return Schedule(schedule_name, slots, event, missed, queue, max_missed, takes_slot)
-
-    def add(self, schedule: Schedule) -> None:
-        self.by_name[schedule.name] = schedule
-
-    def register(
-        self,
-        registry: Registry,
-        slots: Slots,
-        event: Any,
-        *,
-        name: str | None,
-        missed: str,
-        queue: str,
-        max_missed: int,
-    ) -> Schedule:
-        """Check and add one schedule, with the job handler that records its slots."""
-        schedule = self.build(
-            slots, event, name=name, missed=missed, queue=queue, max_missed=max_missed
-        )
-        registry.add_job(
-            ScheduleSlot,
-            Schedules.record_handler,
-            name=schedule.record_handler,
-            queue=queue,
-            priority=3,
-            max_attempts=1,
-            timeout=60.0,
-            backoff=None,
-            unique=None,
-            replace=None,
-        )
-        self.add(schedule)
-        return schedule
+        return schedule_name, takes_slot
 
     record_handler = staticmethod(_record_slot)
+
+
+def _checked_options(missed: str, queue: str, max_missed: int) -> Missed:
+    """Check a schedule's options; its missed policy (a Literal once checked)."""
+    if missed not in MISSED_POLICIES:
+        raise ConfigurationError(f"missed= takes 'latest', 'all' or 'skip', not {missed!r}")
+    if isinstance(max_missed, bool) or not isinstance(max_missed, int) or max_missed < 1:
+        raise ConfigurationError(f"max_missed must be an integer >= 1, not {max_missed!r}")
+    check_name("queue", queue)
+    return missed
 
 
 def slot_rows(
