@@ -23,7 +23,15 @@ from ._middleware import (
 )
 from ._observe import Observer, insert_observed
 from ._options import BackoffLike, Replace, Retention, Unique
-from ._plan import JobOptions, LifecyclePlanner, Plan, build_jobs, check_options, record_inserted
+from ._plan import (
+    DispatchOptions,
+    JobOptions,
+    LifecyclePlanner,
+    Plan,
+    build_jobs,
+    check_options,
+    record_inserted,
+)
 from ._runtime.worker import Worker, WorkerConfig
 from ._schedules import Schedule, Schedules
 from ._slots import Cron, Every, Slots
@@ -78,7 +86,7 @@ class Bus(Generic[S]):
         self.jobs = Jobs(self)
         self.queues = Queues(self)
         self._plans: dict[type, Plan] = {}
-        self._plain_options: JobOptions | None = None  # of a dispatch without options
+        self._options = DispatchOptions()
         self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._cancellers: list[Callable[[int], None]] = []
         self._open = False
@@ -401,7 +409,9 @@ class Bus(Generic[S]):
         plans = [self._plan(type(event)) for event in events]  # EventError for a non-event
         results = [DispatchResult(event, []) for event in events]
         if any(plan.jobs for plan in plans):
-            options = self._options(meta, delay_s, at, priority, queue)
+            options = self._options.of(
+                meta, delay_s, at, priority, queue, self.max_payload_bytes, self.validate
+            )
             await self._insert_jobs(events, plans, results, options, conn)
         failures: list[Exception] = []
         for event, plan in zip(events, plans, strict=True):
@@ -410,31 +420,6 @@ class Bus(Generic[S]):
         if failures:
             self._inline_failed(failures, errors, results[0] if single and results else results)
         return results
-
-    def _options(
-        self,
-        meta: dict[str, Any],
-        delay: float | None,
-        at: datetime | None,
-        priority: int | None,
-        queue: str | None,
-    ) -> JobOptions:
-        """The options of one dispatch; those of a dispatch without any are built once (they
-        are immutable) while the bus's payload limit and ``validate`` stay the same."""
-        if meta or delay is not None or at is not None or priority is not None or queue:
-            return JobOptions.build(
-                meta, delay, at, priority, queue, self.max_payload_bytes, self.validate
-            )
-        plain = self._plain_options
-        if (
-            plain is None
-            or plain.max_bytes != self.max_payload_bytes
-            or plain.validate != self.validate
-        ):
-            plain = self._plain_options = JobOptions.build(
-                {}, None, None, None, None, self.max_payload_bytes, self.validate
-            )
-        return plain
 
     def _inline_failed(
         self, failures: list[Exception], errors: ErrorMode | None, result: Any

@@ -25,8 +25,8 @@ from ._types import DispatchResult, InsertResult, Job, JobState
 from ._validate import check_name, optional_seconds
 
 __all__ = [
-    "JobOptions", "JobTemplate", "LifecyclePlanner", "Plan", "build_jobs", "check_options",
-    "record_inserted",
+    "DispatchOptions", "JobOptions", "JobTemplate", "LifecyclePlanner", "Plan", "build_jobs",
+    "check_options", "record_inserted",
 ]
 
 _encode_meta = msgspec.json.Encoder().encode
@@ -237,6 +237,35 @@ class LifecyclePlanner:
             )
             return []
         return new_jobs
+
+
+class DispatchOptions:
+    """The :class:`JobOptions` of each dispatch: those of a dispatch without options are built
+    once (they are immutable) while the bus's payload limit and ``validate`` stay the same."""
+
+    __slots__ = ("_plain",)
+
+    def __init__(self) -> None:
+        self._plain: JobOptions | None = None
+
+    def of(
+        self,
+        meta: dict[str, Any],
+        delay: float | None,
+        at: datetime | None,
+        priority: int | None,
+        queue: str | None,
+        max_bytes: int,
+        validate: bool,
+    ) -> JobOptions:
+        if meta or delay is not None or at is not None or priority is not None or queue:
+            return JobOptions.build(meta, delay, at, priority, queue, max_bytes, validate)
+        plain = self._plain
+        if plain is None or plain.max_bytes != max_bytes or plain.validate != validate:
+            plain = self._plain = JobOptions.build(
+                {}, None, None, None, None, max_bytes, validate
+            )
+        return plain
 
 
 def check_options(
