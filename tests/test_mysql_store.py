@@ -91,7 +91,11 @@ def _tables(plan: Any) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("query", "index", "args"),
     [
-        ("fetch", "fetch_idx", {"queue": "default", "limit": 10, "isolate_after": 2, "idle": True}),
+        (
+            "fetch",
+            "fetch_idx",
+            {"queue": "default", "limit": 10, "window": 40, "isolate_after": 2, "idle": True},
+        ),
         ("stage", "due_idx", {"now": None, "limit": 100}),
         ("due_contested", "due_idx", {"now": None, "limit": 100}),
         ("prune", "finished_idx", {"state": "completed", "now": None, "keep": 0, "limit": 100}),
@@ -110,8 +114,13 @@ async def test_locking_reads_use_their_index_without_filesort(
     plan = await _explain(store, query, args)
     text = json.dumps(plan)
     assert "filesort" not in text, text
-    jobs_tables = [t for t in _tables(plan) if t["table_name"] in ("j", "relaybus_jobs")]
+    jobs_tables = [t for t in _tables(plan) if t["table_name"] in ("c", "j", "relaybus_jobs")]
     assert jobs_tables and jobs_tables[0].get("key") == index, text
+    if query == "fetch":  # the candidates' plain read, then each one locked by primary key
+        assert [(t["table_name"], t.get("key")) for t in jobs_tables] == [
+            ("c", "fetch_idx"),
+            ("j", "PRIMARY"),
+        ], text
 
 
 @pytest.mark.parametrize("rows", [3, 300])
@@ -151,6 +160,42 @@ async def test_skip_locked_a_locked_job_is_skipped_not_waited_for(store: MySQLSt
         await conn.rollback()
         conn.close()
     assert [c.id for c in await claim(store, limit=10)] == [first]
+
+
+async def test_the_claim_locks_only_the_jobs_it_returns(store: MySQLStore) -> None:
+    """The candidates are a plain read: of the 12 read for a claim of 3, the 3 returned are
+    locked and nothing else (a locking read of the candidates would lock all 12, a claim of
+    one job would hold back the next eleven); a job locked elsewhere is skipped."""
+    ids = await insert(store, *[new_job() for _ in range(20)])
+    holder, claimer, probe = await _raw(store), await _raw(store), await _raw(store)
+    try:
+        await holder.begin()
+        await mysql_sql(holder, "SELECT id FROM relaybus_jobs WHERE id = %s FOR UPDATE", (ids[0],))
+        await claimer.begin()
+        args = {"queue": "default", "limit": 3, "window": 12, "isolate_after": 2, "idle": True}
+        sql = store.dialect.queries["fetch"].sql
+        async with asyncio.timeout(5):
+            rows = await mysql_sql(claimer, sql, args)
+        assert [row[0] for row in rows] == ids[1:4]
+
+        async def locked(job_id: int) -> bool:
+            await probe.begin()
+            try:
+                await mysql_sql(
+                    probe, "SELECT id FROM relaybus_jobs WHERE id = %s FOR UPDATE NOWAIT", (job_id,)
+                )
+            except Exception:  # asyncmy's lock error (NOWAIT)
+                return True
+            finally:
+                await probe.rollback()
+            return False
+
+        assert [job_id for job_id in ids if await locked(job_id)] == ids[:4]
+    finally:
+        for conn in (holder, claimer):
+            await conn.rollback()
+        for conn in (holder, claimer, probe):
+            conn.close()
 
 
 async def _rescue_while_its_row_is_locked(

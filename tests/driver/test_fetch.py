@@ -59,6 +59,26 @@ async def test_fetch_order_is_priority_then_scheduled_at_then_id(
     assert found.scheduled_at == now - timedelta(seconds=20)
 
 
+async def test_small_claims_take_the_head_of_a_long_queue_in_run_order(
+    store: Any, clock: FakeClock
+) -> None:
+    """Claims of a few jobs each, out of many inserted in no particular order, take exactly
+    the next ones in run order every time (a store that reads candidates beyond its limit
+    must still take the first of them)."""
+    now = clock.now()
+    specs = [(n * 7 % 5, n * 11 % 13) for n in range(60)]  # (priority, seconds ago), mixed
+    ids = await insert(
+        store, *[new_job(n, priority=p, at=now - timedelta(seconds=ago)) for n, (p, ago) in
+                 enumerate(specs)]
+    )  # fmt: skip
+    order = sorted((p, -ago, i) for i, (p, ago) in zip(ids, specs, strict=True))
+    expected = [i for _, _, i in order]
+    taken: list[int] = []
+    while batch := await claim(store, limit=7):
+        taken.extend(job.id for job in batch)
+    assert taken == expected
+
+
 async def test_a_claim_carries_the_job(store: Any, clock: FakeClock) -> None:
     inserted_at = clock.now()
     (job_id,) = await insert(

@@ -43,6 +43,9 @@ _encode = msgspec.json.Encoder()
 _RUNNING = "running"
 #: Claim columns (rows.CLAIM_COLUMNS): attempt and rescues.
 _ATTEMPT, _RESCUES = 5, 12
+#: The claim reads this many candidates per job it may take (fetch_select): room for as many
+#: nodes claiming the same head of the queue at once, each skipping the others' locked rows.
+_CANDIDATES_PER_JOB = 4
 
 
 class CommitTx(Tx, Protocol):
@@ -184,6 +187,7 @@ class MySQLDialect(Dialect):
             args = {
                 "queue": params.queue,
                 "limit": params.limit,
+                "window": params.limit * _CANDIDATES_PER_JOB,
                 "isolate_after": params.isolate_after,
                 "idle": params.idle,
             }

@@ -141,16 +141,29 @@ WHERE id = :id
 -- -------------------------------------------------------------------------- working (own)
 
 -- fragment: fetch_select
--- The claim's locking read: available jobs of :queue in run order, through fetch_idx (equality
--- on state and queue, then the index order: no filesort, and LIMIT stops the scan, so only the
--- rows returned are locked). Suspects (rescues >= :isolate_after) only for an idle node, which
--- then takes the first row alone if it is one. The claim columns, attempt before the claim.
-SELECT id, handler, event, queue, priority, attempt, max_attempts, payload, meta,
-    inserted_at, scheduled_at, timeout, rescues
-FROM /*prefix*/jobs FORCE INDEX (fetch_idx)
-WHERE state = 'available' AND queue = :queue AND (rescues < :isolate_after OR :idle)
-    AND NOT EXISTS (SELECT 1 FROM /*prefix*/queue_pauses AS p WHERE p.queue = :queue)
-ORDER BY priority, scheduled_at, id
+-- The claim's read, in two parts. The candidates: the first :window available jobs of :queue
+-- in run order, a plain (non-locking) read of fetch_idx alone (equality on state and queue,
+-- then the index order: no filesort). Then the lock: each candidate, in that order, by primary
+-- key, FOR UPDATE SKIP LOCKED, re-checked (still available in :queue), until :limit are
+-- locked. The locking clause does not reach into the derived table (a locking read locks no
+-- rows of a nested query that has no locking clause of its own), so only the rows returned
+-- are locked. Why not one locking read of fetch_idx: every claim leaves the old index entries
+-- of the rows it claimed delete-marked until InnoDB's purge removes them, and a locking scan
+-- takes and drops a lock on each one it passes; while jobs flow, that was most of the claim's
+-- time (2 ms per 20 jobs against 0.3 ms for the plain read of the same entries). Suspects
+-- (rescues >= :isolate_after) only for an idle node, which then takes the first row alone if
+-- it is one. The claim columns, attempt before the claim.
+SELECT j.id, j.handler, j.event, j.queue, j.priority, j.attempt, j.max_attempts, j.payload,
+    j.meta, j.inserted_at, j.scheduled_at, j.timeout, j.rescues
+FROM (
+    SELECT c.id FROM /*prefix*/jobs AS c FORCE INDEX (fetch_idx)
+    WHERE c.state = 'available' AND c.queue = :queue
+        AND NOT EXISTS (SELECT 1 FROM /*prefix*/queue_pauses AS p WHERE p.queue = :queue)
+    ORDER BY c.priority, c.scheduled_at, c.id
+    LIMIT :window
+) AS candidates
+STRAIGHT_JOIN /*prefix*/jobs AS j FORCE INDEX (PRIMARY) ON j.id = candidates.id
+WHERE j.state = 'available' AND j.queue = :queue AND (j.rescues < :isolate_after OR :idle)
 LIMIT :limit
 FOR UPDATE SKIP LOCKED
 
