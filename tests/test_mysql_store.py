@@ -684,3 +684,37 @@ async def test_a_node_frozen_inside_its_election_blocks_no_other_leader(
             await frozen_store.close()
             if kind == "sqlalchemy":
                 await frozen_store.engine.dispose()
+
+
+# -- long binds quoted by the store
+
+
+@pytest.mark.parametrize("driver", ["asyncmy", "aiomysql"])
+@pytest.mark.parametrize(
+    "sql_mode", ["STRICT_TRANS_TABLES", "STRICT_TRANS_TABLES,NO_BACKSLASH_ESCAPES"]
+)
+async def test_long_binds_quoted_by_the_store_arrive_unchanged(driver: str, sql_mode: str) -> None:
+    """A long string bind is written into the query by the store (quoting.py), not by the
+    driver: every character the server's lexer treats specially, percent signs and
+    placeholder-like text in it arrive as they were sent, with either driver; a session with
+    NO_BACKSLASH_ESCAPES (a caller's connection may have it) leaves quoting to the driver."""
+    import importlib
+
+    from relaybus.stores.mysql.quoting import QUOTE_FROM, inline_long_strings
+
+    chunk = "\\ ' \" '' \\' \0 \n \r \x1a \t % %% %(short)s %(long)s é 😀 {\"a\": \"b\\\"c\"} "
+    value = chunk * (QUOTE_FROM // len(chunk) + 1)
+    module = importlib.import_module(driver)
+    conn = await module.connect(autocommit=True, **parse_dsn(MYSQL_DSN))
+    try:
+        await mysql_sql(conn, f"SET SESSION sql_mode = '{sql_mode}'")
+        sql, args = inline_long_strings(
+            "SELECT %(long)s, %(short)s, %(long)s = %(short)s",
+            {"long": value, "short": "a'b%"},
+            conn,
+        )
+        inlined = not sql.startswith("SELECT %(long)s")
+        assert inlined is ("NO_BACKSLASH_ESCAPES" not in sql_mode)
+        assert await mysql_sql(conn, sql, args) == [(value, "a'b%", 0)]
+    finally:
+        conn.close()

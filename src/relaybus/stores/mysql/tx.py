@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._sql.queries import Query, split_statements
+from .quoting import inline_long_strings
 
 __all__ = ["MyTx", "in_transaction"]
 
@@ -51,7 +52,7 @@ class MyTx:
             else:
                 commit = False  # no transaction of ours is open: nothing to commit
         cur = await self._cursor()
-        await cur.execute(sql, args)
+        await cur.execute(*inline_long_strings(sql, args, self._conn))
         # Past START TRANSACTION's answer and those of all but the query's last statement (an
         # error in a later statement is raised here).
         for _ in range(begin + self._q[name].sql.count(";\n")):
