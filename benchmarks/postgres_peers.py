@@ -700,6 +700,8 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
         ("latency run: producer's achieved rate (jobs/s)", "latency.producer_rate", 0),
         ("client CPU per single enqueue (µs)", "single.cpu_us", 0),
         ("PostgreSQL CPU per single enqueue (µs)", "single.pg_us", 0),
+        ("baseline, bare prepared asyncpg INSERT: enqueue one at a time (jobs/s)",
+         "bare_single.rate", 0),
         ("baseline, bare prepared asyncpg INSERT: client CPU per enqueue (µs)",
          "bare_single.cpu_us", 0),
         ("client CPU per batch-enqueued job (µs)", "batch.cpu_us", 1),
@@ -768,6 +770,10 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
             if key == "process1.rate":
                 cpu_note = (f"; CPU/job worker {fmt_num(_median(rbs, 'process1.cpu_us') or 0)} + "
                             f"PG {fmt_num(_median(rbs, 'process1.pg_us') or 0)} µs")
+            bare_rate = _median(rbs, "bare_single.rate")
+            if key == "single.rate" and bare_rate:
+                cpu_note = (f"; a bare prepared asyncpg INSERT: {fmt_num(bare_rate)} = "
+                            f"{bare_rate / value:.2f}x")
             targets.append((f"{label}: >= {need}x the fastest peer ({peer})",
                             f"{fmt_num(mine)} vs {fmt_num(value)} = {ratio:.2f}x{cpu_note}",
                             ratio >= need))
