@@ -204,7 +204,7 @@ async def test_unsubscribe_and_bad_observer(clock: FakeClock) -> None:
     remove = bus.observe(seen)
     remove()
     remove()  # idempotent
-    assert bus.observers == []
+    assert not bus.observers
     with pytest.raises(rb.ConfigurationError, match="callable"):
         bus.observe("not callable")  # type: ignore[arg-type]
     async with bus:
@@ -222,3 +222,34 @@ async def test_a_failed_insert_is_reported_with_its_error(clock: FakeClock) -> N
         await bus.dispatch(Work(1))
     [failed] = seen.of(rb.JobsInserted)
     assert failed.jobs == () and isinstance(failed.error, rb.StoreClosed)
+
+
+async def test_an_observer_of_some_kinds_gets_only_those(clock: FakeClock) -> None:
+    """``kinds=``: only events of those classes reach the observer (the runtime builds no
+    event that nobody takes); a bad kind is a clear error."""
+    bus = make_bus(clock)
+    everything, inserts, finishes = Recorder(), Recorder(), Recorder()
+    bus.observe(everything)
+    bus.observe(inserts, kinds=[rb.JobsInserted])
+    remove = bus.observe(finishes, kinds=(rb.JobFinished, rb.NodeStopped))
+    for bad in (rb.JobFinished, (), ("JobFinished",), (int,)):
+        with pytest.raises(rb.ConfigurationError, match="RuntimeEvent classes"):
+            bus.observe(Recorder(), kinds=bad)  # type: ignore[arg-type]
+    async with bus:
+        await bus.dispatch(Work(1))
+        async with bus.worker(queues={"q": 1}):
+            await wait_for(everything.finished)
+        assert {type(e) for e in inserts.events} == {rb.JobsInserted}
+        assert {type(e) for e in finishes.events} == {rb.JobFinished, rb.NodeStopped}
+        assert {rb.JobsInserted, rb.JobClaimed, rb.JobFinished, rb.NodeStarted} <= {
+            type(e) for e in everything.events
+        }
+        remove()
+        finishes.events.clear()
+        everything.want_finished = 2
+        everything.finished.clear()
+        await bus.dispatch(Work(2))
+        async with bus.worker(queues={"q": 1}):
+            await wait_for(everything.finished)
+    assert finishes.events == []
+    assert len(inserts.of(rb.JobsInserted)) == 2

@@ -21,7 +21,7 @@ from ._middleware import (
     run_dispatch_chain,
     run_with_middleware,
 )
-from ._observe import Observer, insert_observed
+from ._observe import JobsInserted, Observer, Observers, RuntimeEvent, insert_observed
 from ._options import BackoffLike, Replace, Retention, Unique
 from ._plan import (
     DispatchOptions,
@@ -80,7 +80,7 @@ class Bus(Generic[S]):
         self.middleware: list[HandlerMiddleware] = list(middleware)
         self.dispatch_middleware: list[DispatchMiddleware] = []
         #: Runtime event observers (``observe``); workers share this list.
-        self.observers: list[Observer] = []
+        self.observers = Observers()
         #: The periodic schedules (``every`` / ``cron``), dispatched by the leading worker.
         self.schedules = Schedules()
         self.jobs = Jobs(self)
@@ -236,20 +236,27 @@ class Bus(Generic[S]):
         else:
             raise ConfigurationError(f"use(on=...) takes 'handler' or 'dispatch', not {on!r}")
 
-    def observe(self, observer: Observer) -> Callable[[], None]:
+    def observe(
+        self, observer: Observer, *, kinds: Iterable[type[RuntimeEvent]] | None = None
+    ) -> Callable[[], None]:
         """Call ``observer(event)`` with every runtime event of this bus: jobs inserted, claimed,
         finished (with their outcome), rescued; leadership gained or lost; nodes started or
-        stopped (the ``rb.RuntimeEvent`` classes). It is called synchronously and must be quick; one
-        that raises is logged and skipped. Returns a function that removes it."""
+        stopped (the ``rb.RuntimeEvent`` classes). ``kinds``: only events of these classes (the
+        runtime then builds no event nobody takes). It is called synchronously and must be
+        quick; one that raises is logged and skipped. Returns a function that removes it."""
         if not callable(observer):
             raise ConfigurationError(f"observe() takes a callable, not {observer!r}")
-        self.observers.append(observer)
-
-        def remove() -> None:
-            if observer in self.observers:
-                self.observers.remove(observer)
-
-        return remove
+        wanted: tuple[type[RuntimeEvent], ...] | None = None
+        if kinds is not None:
+            items = tuple(kinds) if isinstance(kinds, Iterable) else ()
+            if not items or not all(
+                isinstance(k, type) and issubclass(k, RuntimeEvent) for k in items
+            ):
+                raise ConfigurationError(
+                    f"observe(kinds=...) takes rb.RuntimeEvent classes, not {kinds!r}"
+                )
+            wanted = items
+        return self.observers.add(observer, wanted)
 
     async def nodes(self) -> list[NodeInfo]:
         """The live nodes (workers) of this bus's store, with the leader marked."""
@@ -439,8 +446,8 @@ class Bus(Generic[S]):
     ) -> None:
         """Build the rows, insert them in one ``insert_many``, record the outcomes."""
         new_jobs, owners = build_jobs(events, plans, options)
-        if self.observers:
-            observers = self.observers
+        observers = self.observers.of(JobsInserted)
+        if observers:
             inserted = await insert_observed(self.store, new_jobs, conn, observers, self.logger)
         else:
             inserted = await self.store.insert_many(new_jobs, conn)

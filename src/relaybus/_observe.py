@@ -6,8 +6,9 @@ synchronously, in the task that did the work, so it must be quick (hand slow wor
 a task of its own). An observer that raises is logged and skipped; it never changes what the
 runtime does.
 
-When nothing observes, the runtime pays one truth test of the (empty) observer list at each
-place it would report, and builds no event.
+An observer may ask for some event classes only (``bus.observe(callback, kinds=...)``). Each
+place that reports asks ``observers.of(EventClass)`` (a cached tuple) first: when nothing
+observes that class, the runtime pays one dictionary lookup there and builds no event.
 
     RuntimeEvent
     ├── JobsInserted        one ``insert_many`` of a dispatch (its jobs, timing, error)
@@ -44,6 +45,7 @@ __all__ = [
     "NodeStopped",
     "Observer",
     "RuntimeEvent",
+    "Observers",
     "emit",
     "insert_observed",
 ]
@@ -91,8 +93,9 @@ class JobsInserted(RuntimeEvent, frozen=True):
 
 
 class JobClaimed(RuntimeEvent, frozen=True):
-    """``node`` claimed a job; ``claimed_at`` is the store's clock at the claim. A node claims
-    only for idle slots, so the run starts at once: ``wait`` is the queue wait."""
+    """``node`` claimed a job; ``claimed_at`` is the store's clock at the claim. ``wait`` is the
+    queue wait up to the claim (while runs are short a node claims ahead, so the job may then
+    wait in the node's buffer for a moment before it starts)."""
 
     node: str
     job_id: int
@@ -164,6 +167,50 @@ class NodeStopped(RuntimeEvent, frozen=True):
 
 
 Observer = Callable[[RuntimeEvent], object]
+
+
+Kinds = tuple[type[RuntimeEvent], ...]
+
+
+class Observers:
+    """A bus's observers, each with the event classes it takes (None: every event). One
+    instance is shared with every worker of the bus, so ``bus.observe`` applies to running
+    workers too. ``of(cls)``: the observers of events of class ``cls``, as a tuple cached until
+    the next change."""
+
+    __slots__ = ("_entries", "_of")
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[Observer, Kinds | None]] = []
+        self._of: dict[type[RuntimeEvent], tuple[Observer, ...]] = {}
+
+    def add(self, observer: Observer, kinds: Kinds | None) -> Callable[[], None]:
+        entry = (observer, kinds)
+        self._entries.append(entry)
+        self._of.clear()
+
+        def remove() -> None:
+            if entry in self._entries:
+                self._entries.remove(entry)
+                self._of.clear()
+
+        return remove
+
+    def of(self, cls: type[RuntimeEvent]) -> tuple[Observer, ...]:
+        found = self._of.get(cls)
+        if found is None:
+            found = self._of[cls] = tuple(
+                observer
+                for observer, kinds in self._entries
+                if kinds is None or issubclass(cls, kinds)
+            )
+        return found
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def emit(observers: Sequence[Observer], event: RuntimeEvent, logger: logging.Logger) -> None:

@@ -108,7 +108,7 @@ class Tracing:
         middleware, so the spans wrap it."""
         bus.use(self.dispatch_middleware, on="dispatch")
         bus.use(self.handler_middleware)
-        bus.observe(self.observer)
+        bus.observe(self.observer, kinds=(rb.JobsInserted,))
 
     # -- dispatch
     async def dispatch_middleware(

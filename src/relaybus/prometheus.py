@@ -215,7 +215,11 @@ class Metrics:
         def observer(event: rb.RuntimeEvent) -> None:
             self.record(event, bus)
 
-        bus.observe(observer)
+        kinds = (
+            rb.JobFinished, rb.JobClaimed, rb.JobsInserted, rb.JobRescued, rb.LeadershipGained,
+            rb.LeadershipLost, rb.NodeStopped,
+        )  # fmt: skip
+        bus.observe(observer, kinds=kinds)
 
     def series(self, queue: str, handler: str) -> _Series:
         key = (queue, handler)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from .._driver import Driver, ElectParams
-from .._observe import LeadershipGained, LeadershipLost, Observer, emit
+from .._observe import LeadershipGained, LeadershipLost, Observers, emit
 from .service import Backoff, Env, Periodic
 
 __all__ = ["Elector"]
@@ -30,7 +30,7 @@ class Elector(Periodic):
         interval: float,
         env: Env,
         on_elected: Callable[[], None] | None = None,
-        observers: Sequence[Observer] = (),
+        observers: Observers | None = None,
     ) -> None:
         super().__init__(interval, env, Backoff(first=min(interval, 1.0), cap=interval))
         self._store = store
@@ -39,7 +39,7 @@ class Elector(Periodic):
         self._ttl = ttl
         self._until = float("-inf")
         self._on_elected = on_elected
-        self._observers = observers
+        self._observers = observers if observers is not None else Observers()
         self._reported = False  # observers were told this node leads
 
     def _report(self, leading: bool) -> None:
@@ -47,9 +47,9 @@ class Elector(Periodic):
         if not self._observers:
             return
         if self._reported:
-            emit(self._observers, LeadershipLost(self._node), self.logger)
+            emit(self._observers.of(LeadershipLost), LeadershipLost(self._node), self.logger)
         if leading:
-            emit(self._observers, LeadershipGained(self._node), self.logger)
+            emit(self._observers.of(LeadershipGained), LeadershipGained(self._node), self.logger)
         self._reported = leading
 
     def is_leader(self) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from .._driver import Driver, HeartbeatParams, PruneParams, RescueParams, StageParams
-from .._observe import JobRescued, Observer, emit
+from .._observe import JobRescued, Observers, emit
 from .._options import Retention
 from .._types import TERMINAL_STATES
 from .elector import Elector
@@ -70,23 +70,24 @@ class Rescuer(_LeaderService):
         grace: float,
         max_rescues: int,
         node: str = "",
-        observers: Sequence[Observer] = (),
+        observers: Observers | None = None,
     ) -> None:
         super().__init__(interval, env, elector)
         self._store = store
         self._params = RescueParams(grace=grace, max_rescues=max_rescues)
         self._node = node
-        self._observers = observers
+        self._observers = observers if observers is not None else Observers()
 
     async def run_once(self) -> int:
         total = 0
         while True:
             rescued = await self._store.rescue(self._params)
             total += len(rescued)
-            if self._observers:
+            observers = self._observers.of(JobRescued)
+            if observers:
                 for r in rescued:
                     event = JobRescued(self._node, r.id, r.handler, r.queue, r.attempt, r.state)
-                    emit(self._observers, event, self.logger)
+                    emit(observers, event, self.logger)
             if len(rescued) < self._params.limit:
                 if total:
                     self.logger.warning(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from .._driver import Claimed, Completion, Driver, FetchParams
 from .._observe import (
@@ -14,7 +14,7 @@ from .._observe import (
     JobClaimed,
     JobFinished,
     JobOutcome,
-    Observer,
+    Observers,
     emit,
 )
 from .completer import Completer
@@ -77,7 +77,7 @@ class Producer(Service):
         poll_interval: float,
         on_idle: Callable[[bool], None],
         env: Env,
-        observers: Sequence[Observer] = (),
+        observers: Observers | None = None,
         wait_limit: float = 0.0,
     ) -> None:
         super().__init__(env)
@@ -95,7 +95,8 @@ class Producer(Service):
         self._poll = MIN_POLL if self._adaptive else poll_interval
         self._flowing_until = 0.0  # loop time: until then an empty poll keeps the fast interval
         self._on_idle = on_idle
-        self._observers = observers  # the bus's list: empty unless someone observes
+        # The bus's observers (shared: bus.observe applies to running workers).
+        self._observers = observers if observers is not None else Observers()
         self._wake = asyncio.Event()  # the fetch loop's
         self._jobs_ready = asyncio.Event()  # the idle slots'
         self._ready: deque[Claimed] = deque()
@@ -183,7 +184,7 @@ class Producer(Service):
         to ``available`` with its attempt refunded."""
         completion = Completion(job.id, job.attempt, "return")
         self._completer.add(completion)
-        if self._observers:
+        if self._observers.of(JobFinished):
             self._finished(job, completion, None)
         node = self._node
         if node.isolated_job == job.id:  # the suspect never started: others may fetch again
@@ -219,13 +220,13 @@ class Producer(Service):
                         node.isolated_job = job.id  # runs alone: fetch nothing else meanwhile
                 self._ready.extend(jobs)
                 self._jobs_ready.set()
-                if self._observers:
+                if self._observers.of(JobClaimed):
                     self._claimed(jobs)
         return len(jobs)
 
     def _claimed(self, jobs: list[Claimed]) -> None:
         now = self._store.clock.now()
-        node, observers, logger = self._node.id, self._observers, self.logger
+        node, observers, logger = self._node.id, self._observers.of(JobClaimed), self.logger
         for job in jobs:
             event = JobClaimed(
                 node, job.id, job.handler, job.queue, job.attempt, job.priority,
@@ -241,7 +242,7 @@ class Producer(Service):
         event = JobFinished(
             self._node.id, job.id, job.handler, job.queue, job.attempt, outcome, took, error
         )
-        emit(self._observers, event, self.logger)
+        emit(self._observers.of(JobFinished), event, self.logger)
 
     async def _slot(self) -> None:
         ready = self._ready
@@ -289,7 +290,7 @@ class Producer(Service):
             None, job.handler, job.queue,
         )
         node.runs[job.id] = run
-        observed = bool(self._observers)
+        observed = bool(self._observers.of(JobFinished))
         started = self.env.clock.monotonic() if observed else 0.0
         completion: Completion | None
         try:

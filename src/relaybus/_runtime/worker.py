@@ -137,7 +137,7 @@ class Worker:
             clock=store.clock,
         )
         self.completer = Completer(store, env)
-        self.observers = bus.observers  # the bus's list: bus.observe applies to running workers
+        self.observers = bus.observers  # shared: bus.observe applies to running workers
         beat, ttl = config.heartbeat_interval, config.node_ttl
         self.elector = Elector(
             store, self.node.id, ttl, beat, env, on_elected=self._on_elected,
@@ -295,8 +295,8 @@ class Worker:
             await self._attempt("resigning leadership", self.elector.resign)
             await self._attempt("releasing the node", lambda: bus.store.release_node(self.node.id))
             self.logger.info("worker %s stopped", self.node.id)
-            if self.observers:
-                emit(self.observers, NodeStopped(self.node.id), self.logger)
+            if stopped := self.observers.of(NodeStopped):
+                emit(stopped, NodeStopped(self.node.id), self.logger)
 
         return disconnect
 
@@ -306,8 +306,8 @@ class Worker:
         for service in self.services:
             service.start()
         self.logger.info("worker %s started: %s", self.node.id, self.config.queues)
-        if self.observers:
-            emit(self.observers, NodeStarted(self.node.id, dict(self.config.queues)), self.logger)
+        if started := self.observers.of(NodeStarted):
+            emit(started, NodeStarted(self.node.id, dict(self.config.queues)), self.logger)
         self._warn_if_idle_by_design()
         try:
             await self._stop_requested.wait()
