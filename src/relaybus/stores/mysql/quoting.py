@@ -23,22 +23,21 @@ _NO_BACKSLASH_ESCAPES = 512
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
+#: What the server's lexer treats specially in a single-quoted literal, and its escape; the
+#: backslash first, so that no escape written here is escaped again.
+_ESCAPES = (
+    ("\\", "\\\\"), ("'", "\\'"), ("\0", "\\0"), ("\n", "\\n"), ("\r", "\\r"),
+    ("\x1a", "\\Z"),
+)  # fmt: skip
+
+
 def quote(value: str) -> str:
     """``value`` as a single-quoted MySQL string literal, for a session whose sql_mode lacks
-    NO_BACKSLASH_ESCAPES: the characters the server's lexer treats specially are escaped (the
-    backslash first), everything else is kept as it is."""
-    if "\\" in value:
-        value = value.replace("\\", "\\\\")
-    if "'" in value:
-        value = value.replace("'", "\\'")
-    if "\0" in value:
-        value = value.replace("\0", "\\0")
-    if "\n" in value:
-        value = value.replace("\n", "\\n")
-    if "\r" in value:
-        value = value.replace("\r", "\\r")
-    if "\x1a" in value:
-        value = value.replace("\x1a", "\\Z")
+    NO_BACKSLASH_ESCAPES: the characters in ``_ESCAPES`` are escaped, everything else is kept
+    as it is."""
+    for char, escaped in _ESCAPES:
+        if char in value:
+            value = value.replace(char, escaped)
     return f"'{value}'"
 
 
