@@ -8,12 +8,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry import propagate, trace
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 from prometheus_client import CollectorRegistry
 
 import relaybus as rb
@@ -293,3 +297,79 @@ def test_metric_names_are_what_prometheus_exports() -> None:
     relaybus.prometheus.Metrics(registry)
     exported = {family.name for family in registry.collect()}
     assert exported == set(relaybus.prometheus.METRICS)
+
+
+class _CountingSampler(ParentBased):
+    """The SDK's default sampler (parent-based, roots always on), counting its decisions."""
+
+    def __init__(self) -> None:
+        super().__init__(ALWAYS_ON)
+        self.names: list[str] = []
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, *args: Any,
+                      **kwargs: Any) -> Any:  # fmt: skip
+        self.names.append(name)
+        return super().should_sample(parent_context, trace_id, name, *args, **kwargs)
+
+
+@pytest.mark.parametrize("follow", [False, True])
+async def test_a_job_under_an_unsampled_parent_records_nothing(
+    clock: FakeClock, follow: bool
+) -> None:
+    """A request that was not sampled: its job run records no span either way (a parent-based
+    sampler drops it). With ``follow_parent_sampling`` the SDK is not even asked, and the
+    carried context itself is current in the handler (what it dispatches stays in the same
+    unsampled trace)."""
+    sampler = _CountingSampler()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus: rb.Bus[None] = rb.Bus(store=rb.MemoryStore(clock=clock))
+    relaybus.otel.instrument(bus, tracer_provider=provider, follow_parent_sampling=follow)
+    seen: list[SpanContext] = []
+
+    @bus.job(Order, name="tel.unsampled", queue="orders")
+    async def job(event: Order, ctx: rb.Context[None]) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    request = propagate.extract({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-00"})
+    async with bus:
+        token = attach(request)
+        try:
+            result = await bus.dispatch(Order(1))
+        finally:
+            detach(token)
+        job_info = await bus.jobs.get(result.jobs[0].id)
+        assert job_info is not None
+        carried = job_info.meta[rb.TRACE_META_KEY]["traceparent"]
+        await drain(bus)
+    assert exporter.get_finished_spans() == ()  # nothing recorded, in either mode
+    [current] = seen
+    assert current.trace_id == int("ab" * 16, 16) and not current.trace_flags.sampled
+    carried_span_id = int(carried.split("-")[2], 16)
+    assert carried.endswith("-00")
+    if follow:
+        assert "process orders" not in sampler.names  # no SDK decision for the run
+        assert current.span_id == carried_span_id  # the carried context is the current one
+    else:
+        assert "process orders" in sampler.names
+        assert current.span_id != carried_span_id  # the SDK's non-recording span of the run
+
+
+async def test_follow_parent_sampling_still_traces_a_sampled_request(clock: FakeClock) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    bus: rb.Bus[None] = rb.Bus(store=rb.MemoryStore(clock=clock))
+    relaybus.otel.instrument(bus, tracer_provider=provider, follow_parent_sampling=True)
+
+    @bus.job(Order, name="tel.sampled", queue="orders")
+    async def job(event: Order, ctx: rb.Context[None]) -> None:
+        pass
+
+    async with bus:
+        await bus.dispatch(Order(1))
+        await drain(bus)
+    [send] = by_name(exporter, "send tel.order")
+    [run] = by_name(exporter, "process orders")
+    assert run.parent is not None and run.parent.span_id == send.context.span_id
