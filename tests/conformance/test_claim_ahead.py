@@ -106,10 +106,12 @@ async def test_a_node_claims_its_next_jobs_while_the_current_ones_run(store) -> 
     bus: rb.Bus[Any] = rb.Bus(store=store)
     held: list[int] = []
     holder: list[Worker] = []
+    ready = asyncio.Event()  # the worker is in holder: the jobs are queued before it starts
     done = asyncio.Event()
 
     @bus.job(Quick, name="conf.ahead.quick")
     async def quick(event: Quick, ctx: rb.Context) -> None:
+        await ready.wait()
         node = holder[0].node
         held.append(len(node.runs) + len(node.waiting))
         if len(held) == 60:
@@ -119,6 +121,7 @@ async def test_a_node_claims_its_next_jobs_while_the_current_ones_run(store) -> 
         await bus.dispatch_many([Quick(n) for n in range(60)])
         async with bus.worker(queues={"default": 2}, poll_interval=0.02) as w:
             holder.append(w)
+            ready.set()
             await wait_for(done)
         await until(lambda: not w.node.busy)
         completed = await bus.jobs.count(state=S.COMPLETED)
