@@ -1,7 +1,7 @@
 """Runtime events for observers (``bus.observe(callback)``): what dispatch and the worker did.
 
-Near the leaves (it imports only ``_types`` and ``_driver``): the bus and every runtime
-service import it. An observer is a plain callable taking one event; it is called
+Near the leaves (it imports only ``_types``, ``_errors`` and ``_driver``): the bus and every
+runtime service import it. An observer is a plain callable taking one event; it is called
 synchronously, in the task that did the work, so it must be quick (hand slow work to a queue or
 a task of its own). An observer that raises is logged and skipped; it never changes what the
 runtime does.
@@ -22,13 +22,14 @@ observes that class, the runtime pays one dictionary lookup there and builds no 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
 
 from ._driver import Driver, Inserted, NewJob
+from ._errors import ConfigurationError
 from ._types import InsertOutcome, JobError, JobState
 
 __all__ = [
@@ -184,8 +185,23 @@ class Observers:
         self._entries: list[tuple[Observer, Kinds | None]] = []
         self._of: dict[type[RuntimeEvent], tuple[Observer, ...]] = {}
 
-    def add(self, observer: Observer, kinds: Kinds | None) -> Callable[[], None]:
-        entry = (observer, kinds)
+    def add(
+        self, observer: Observer, kinds: Iterable[type[RuntimeEvent]] | None = None
+    ) -> Callable[[], None]:
+        """Add ``observer`` (of the events of ``kinds`` only, if given); returns its remover."""
+        if not callable(observer):
+            raise ConfigurationError(f"observe() takes a callable, not {observer!r}")
+        wanted: Kinds | None = None
+        if kinds is not None:
+            items = tuple(kinds) if isinstance(kinds, Iterable) else ()
+            if not items or not all(
+                isinstance(k, type) and issubclass(k, RuntimeEvent) for k in items
+            ):
+                raise ConfigurationError(
+                    f"observe(kinds=...) takes rb.RuntimeEvent classes, not {kinds!r}"
+                )
+            wanted = items
+        entry = (observer, wanted)
         self._entries.append(entry)
         self._of.clear()
 
