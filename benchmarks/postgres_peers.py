@@ -17,7 +17,11 @@ Per system and round:
   runs from the first handler start to the moment the database shows no unfinished job (polled:
   every 200 ms, then every 5-20 ms near the end);
 - **latency**: one idle worker process; a client enqueues one job at a time at a steady 200/s for
-  10 s, with ``time.time()`` in the payload; the handler takes the difference;
+  10 s, with ``time.time()`` in the payload; the handler takes the difference. In the same
+  round relaybus's floor is measured the same way: a bare LISTEN/NOTIFY queue
+  (``benchmarks/pg/sys_bare_notify.py``: insert + ``pg_notify`` of the id in one statement; a
+  listening connection, and one more that claims the notified id), the least any notify-driven
+  queue does per job on this machine;
 - **CPU**: the client's or workers' own CPU (``getrusage``, from the first handler start), and
   PostgreSQL's: the sum of the CPU of the backends (and autovacuum workers) of the benchmark
   database, read from /proc over the same window (the poller's own backend excluded; shared
@@ -406,16 +410,20 @@ class Bench:
         if remaining:
             self.partial.add(record)
 
-    async def latency(self, seconds: float, rate: float) -> None:
+    async def latency(self, seconds: float, rate: float, record: str = "latency",
+                      system: str | None = None) -> None:
+        """An idle worker; a producer enqueues at ``rate`` for ``seconds``; enqueue-to-start
+        percentiles. ``system`` runs another adapter on this system's database (the bare
+        LISTEN/NOTIFY baseline)."""
         await self.fresh()
-        worker = await self.client("worker", concurrency=10, latency=True)
+        worker = await self.client("worker", system, concurrency=10, latency=True)
         producer: Client | None = None
         try:
             await worker.expect("ready", within=120)
             worker.send("go")
             await worker.expect("started", within=120)
             await asyncio.sleep(1.0)  # idle: listening, nothing to do
-            producer = await self.client("produce", rate=rate, duration=seconds)
+            producer = await self.client("produce", system, rate=rate, duration=seconds)
             await producer.expect("ready", within=120)
             producer.send("go")
             res = await producer.expect("result", within=seconds * 10 + 60)
@@ -428,14 +436,15 @@ class Bench:
                 await producer.finish()
         lat = sorted(x * 1000 for x in wres["latencies"])
         expected = int(rate * seconds)
-        self.latencies.append(lat)
-        self.samples.add("latency.p50", percentile(lat, 50))
-        self.samples.add("latency.p95", percentile(lat, 95))
-        self.samples.add("latency.p99", percentile(lat, 99))
-        self.samples.add("latency.max", lat[-1] if lat else float("nan"))
-        self.samples.add("latency.missing", expected - len(lat))
-        self.samples.add("latency.producer_rate", expected / res["elapsed"])
-        self.samples.add("latency.producer_lag_ms", res["lag"] * 1000)
+        if record == "latency":
+            self.latencies.append(lat)
+        self.samples.add(f"{record}.p50", percentile(lat, 50))
+        self.samples.add(f"{record}.p95", percentile(lat, 95))
+        self.samples.add(f"{record}.p99", percentile(lat, 99))
+        self.samples.add(f"{record}.max", lat[-1] if lat else float("nan"))
+        self.samples.add(f"{record}.missing", expected - len(lat))
+        self.samples.add(f"{record}.producer_rate", expected / res["elapsed"])
+        self.samples.add(f"{record}.producer_lag_ms", res["lag"] * 1000)
 
     async def flat(self, backlog: int, measure: int) -> None:
         await self.fresh()
@@ -641,6 +650,10 @@ async def _round(plan: Plan, benches: dict[str, Bench], system: str, bench: Benc
             "round(s) only (slow)")
         await _retry(f"{system} batch enqueue", batch_only)
     await _retry(f"{system} latency", lambda: bench.latency(plan.latency_s, plan.latency_rate))
+    if system == "relaybus":  # its floor, in the same round: bare LISTEN/NOTIFY + claim by id
+        await _retry("bare notify latency",
+                     lambda: bench.latency(plan.latency_s, plan.latency_rate, "bare_latency",
+                                           system="bare_notify"))
 
 
 def _is_slow(benches: dict[str, Bench], system: str) -> bool:
@@ -704,6 +717,10 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
          "bare_single.rate", 0),
         ("baseline, bare prepared asyncpg INSERT: client CPU per enqueue (µs)",
          "bare_single.cpu_us", 0),
+        ("baseline, bare LISTEN/NOTIFY + claim by id: latency p50 (ms)",
+         "bare_latency.p50", 1),
+        ("baseline, bare LISTEN/NOTIFY + claim by id: latency p99 (ms)",
+         "bare_latency.p99", 1),
         ("client CPU per batch-enqueued job (µs)", "batch.cpu_us", 1),
         ("PostgreSQL CPU per batch-enqueued job (µs)", "batch.pg_us", 1),
         ("worker CPU per job, 1 worker (µs)", "process1.cpu_us", 0),
@@ -805,9 +822,12 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
             if peer_lat is not None and mine is not None:
                 need = 0.6 if pct == "p99" else 1.0
                 bound = "no worse than" if need == 1.0 else f"<= {need}x"
+                floor = _median(rbs, f"bare_latency.{pct}")
+                floor_note = (f"; the bare LISTEN/NOTIFY floor: {floor:.1f} ms = "
+                              f"{floor / peer_lat:.2f}x" if floor is not None else "")
                 targets.append((f"latency {pct} {bound} the fastest peer's ({fastest})",
-                                f"{mine:.1f} ms vs {peer_lat:.1f} ms = {mine / peer_lat:.2f}x",
-                                mine <= need * peer_lat))
+                                f"{mine:.1f} ms vs {peer_lat:.1f} ms = {mine / peer_lat:.2f}x"
+                                f"{floor_note}", mine <= need * peer_lat))
         for record, workers in (("process1", "1 worker"), ("process2", "2 workers")):
             util = _median(rbs, f"{record}.util")
             if util is not None:
