@@ -178,3 +178,68 @@ async def test_a_changed_payload_limit_applies_to_the_next_dispatch() -> None:
             await bus.dispatch(Ping(2))
         bus.max_payload_bytes = 1_000
         assert len((await bus.dispatch(Ping(3))).jobs) == 1
+
+
+# -- the inline fast path reuses its DispatchResult only when the caller dropped it
+
+
+async def test_a_result_the_caller_keeps_is_never_reused() -> None:
+    bus: rb.Bus[None] = rb.Bus()
+
+    @bus.on(Ping)
+    async def handler(event: Ping, ctx: rb.Context[None]) -> None:
+        return None
+
+    async with bus:
+        kept = [await bus.dispatch(Ping(n)) for n in range(3)]
+        dropped = id(await bus.dispatch(Ping(3)))
+        again = await bus.dispatch(Ping(4))  # the dropped one may come back, now for Ping(4)
+        jobs = again.jobs
+        del again
+        fresh = await bus.dispatch(Ping(5))  # its job list is still held: a new result
+    assert [r.event for r in kept] == [Ping(0), Ping(1), Ping(2)]
+    assert len({id(r) for r in kept}) == 3 and all(r.jobs == [] for r in kept)
+    assert fresh.event == Ping(5) and fresh.jobs is not jobs
+    assert id(fresh) != dropped or fresh.jobs == []
+
+
+async def test_a_handler_registered_after_a_dispatch_runs_in_the_next() -> None:
+    bus: rb.Bus[None] = rb.Bus()
+    seen: list[str] = []
+
+    @bus.on(Ping, name="tests.first")
+    async def first(event: Ping, ctx: rb.Context[None]) -> None:
+        seen.append(ctx.handler)
+
+    async with bus:
+        await bus.dispatch(Ping(1))
+
+        @bus.on(Ping, name="tests.second")
+        async def second(event: Ping, ctx: rb.Context[None]) -> None:
+            seen.append(ctx.handler)
+
+        await bus.dispatch(Ping(2))
+
+        @bus.job(Ping, name="tests.ping.job")
+        async def job(event: Ping, ctx: rb.Context[None]) -> None:
+            return None
+
+        result = await bus.dispatch(Ping(3))  # leaves the fast path: a job handler now
+    assert seen == ["tests.first", "tests.first", "tests.second", "tests.first", "tests.second"]
+    assert [j.handler for j in result.jobs] == ["tests.ping.job"]
+
+
+async def test_dispatch_options_are_keywords_and_unknown_ones_are_refused() -> None:
+    bus: rb.Bus[None] = rb.Bus()
+
+    @bus.on(Ping)
+    async def handler(event: Ping, ctx: rb.Context[None]) -> None:
+        return None
+
+    async with bus:
+        with pytest.raises(TypeError):
+            await bus.dispatch(Ping(1), {"tenant": "acme"})  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="dely"):
+            await bus.dispatch(Ping(1), dely=5)  # type: ignore[call-arg]
+        result = await bus.dispatch(event=Ping(2), meta={"tenant": "acme"}, errors="log")
+    assert result.event == Ping(2)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from sys import getrefcount
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
 
 from ._admin import Jobs, Queues
 from ._context import Context, Dispatch
@@ -44,6 +44,18 @@ S = TypeVar("S")
 F = TypeVar("F", bound=HandlerFunc)
 
 ErrorMode = Literal["raise", "log"]
+
+
+class DispatchKeywords(TypedDict, total=False):
+    """The keyword options of ``Bus.dispatch`` (each defaults to ``None``)."""
+
+    meta: dict[str, Any] | None
+    delay: float | timedelta | None
+    at: datetime | None
+    priority: int | None
+    queue: str | None
+    conn: Any
+    errors: ErrorMode | None
 LIFECYCLE = tuple(LIFECYCLE_CLASSES.values())
 
 
@@ -85,7 +97,7 @@ class Bus(Generic[S]):
         self.schedules = Schedules()
         self.jobs = Jobs(self)
         self.queues = Queues(self)
-        self._plans: dict[type, Plan] = {}
+        self._plans: dict[type, Plan] = self.registry.plans  # emptied by every registration
         self._options = DispatchOptions()
         self._wakers: dict[str, list[Callable[[], None]]] = {}
         self._cancellers: list[Callable[[int], None]] = []
@@ -272,12 +284,61 @@ class Bus(Generic[S]):
     # -- dispatch
     def _plan(self, cls: type) -> Plan:
         plan = self._plans.get(cls)
-        if plan is None or plan.version != self.registry.version:
-            plan = Plan(self.registry, cls)
-            self._plans[cls] = plan
+        if plan is None:
+            plan = self._plans[cls] = Plan(self.registry, cls)
         return plan
 
-    async def dispatch(
+    async def dispatch(self, event: Any, **options: Unpack[DispatchKeywords]) -> DispatchResult:
+        """Insert one job per job handler (one transaction), then run the inline handlers.
+
+        Options, by keyword: ``meta``, ``delay``, ``at``, ``priority``, ``queue``, ``conn``,
+        ``errors`` (as for ``dispatch_many``)."""
+        if options:
+            return await self._dispatch_one(event, **options)
+        plan = self._plans.get(type(event))
+        if plan is None:
+            plan = self._plan(type(event))
+        inline = plan.inline_only
+        if inline is None or self.dispatch_middleware or self.middleware:
+            return await self._dispatch_one(event)
+        # The fast path: inline handlers only, no middleware, no options, in this one
+        # coroutine (its options are ``**options`` because a keyword-only default costs more
+        # per call than this whole check). The handlers share one Context in turn: the one
+        # the plan kept from the last such dispatch, when nothing else held on to it (a
+        # handler that keeps ``ctx`` or fills ``ctx.meta`` makes the next dispatch build a
+        # new one; a concurrent dispatch of the same event class builds its own). The
+        # DispatchResult is reused the same way, when the caller dropped the last one.
+        ctx: Context[S] | None = plan.spare
+        if ctx is None:
+            ctx = Context(self.state, self, event, "", {}, self.handler_logger)
+        else:
+            plan.spare = None  # in use
+            ctx.state = self.state
+            ctx.event = event
+        failures: list[Exception] | None = None
+        for name, call in inline:
+            ctx.handler = name
+            try:
+                await call(event, ctx)
+            except Exception as exc:
+                if failures is None:
+                    failures = []
+                failures.append(exc)
+        if failures:
+            self._inline_failed(failures, None, DispatchResult(event, []))
+        elif not ctx.meta and getrefcount(ctx) == 2 and getrefcount(ctx.meta) == 2:
+            # held only here (and by getrefcount's argument): nobody can see it change
+            ctx.event = None
+            plan.spare = ctx
+        result: DispatchResult | None = plan.result
+        # held by the plan, here and by getrefcount's argument, its job list by it alone
+        if result is not None and getrefcount(result) == 3 and getrefcount(result.jobs) == 2:
+            result.event = event
+            return result
+        result = plan.result = DispatchResult(event, [])
+        return result
+
+    async def _dispatch_one(
         self,
         event: Any,
         *,
@@ -289,58 +350,11 @@ class Bus(Generic[S]):
         conn: Any = None,
         errors: ErrorMode | None = None,
     ) -> DispatchResult:
-        """Insert one job per job handler (one transaction), then run the inline handlers."""
-        plan = self._plans.get(type(event))
-        if plan is None or plan.version != self.registry.version:
-            plan = self._plan(type(event))
-        if (
-            plan.jobs
-            or self.dispatch_middleware
-            or self.middleware
-            or delay is not None
-            or at is not None
-            or priority is not None
-            or queue is not None
-            or conn is not None
-        ):
-            results = await self._dispatch(
-                [event], meta, delay, at, priority, queue, conn, errors, single=True
-            )
-            # Dispatch middleware may have dropped the event: then nothing was dispatched.
-            return results[0] if results else DispatchResult(event, [])
-        # The fast path: inline handlers only, no middleware, no options (kept in this one
-        # coroutine). The handlers share one Context in turn. Without meta it is the one the
-        # plan kept from the last such dispatch, when nothing else held on to it: a handler
-        # that keeps ``ctx`` (a task, a closure) or fills ``ctx.meta`` makes the next dispatch
-        # build a new one, and a concurrent dispatch of the same event class builds its own.
-        inline = plan.inline
-        if not inline:
-            return DispatchResult(event, [])
-        ctx: Context[S] | None = plan.spare
-        if ctx is None or meta:
-            ctx = Context(
-                self.state, self, event, "", dict(meta) if meta else {}, self.handler_logger
-            )
-        else:
-            plan.spare = None  # in use
-            ctx.state = self.state
-            ctx.event = event
-        failures: list[Exception] | None = None
-        for spec in inline:
-            ctx.handler = spec.name
-            try:
-                await spec.call(event, ctx)
-            except Exception as exc:
-                if failures is None:
-                    failures = []
-                failures.append(exc)
-        if failures:
-            self._inline_failed(failures, errors, DispatchResult(event, []))
-        elif not ctx.meta and getrefcount(ctx) == 2 and getrefcount(ctx.meta) == 2:
-            # held only here (and by getrefcount's argument): nobody can see it change
-            ctx.event = None
-            plan.spare = ctx
-        return DispatchResult(event, [])
+        results = await self._dispatch(
+            [event], meta, delay, at, priority, queue, conn, errors, single=True
+        )
+        # Dispatch middleware may have dropped the event: then nothing was dispatched.
+        return results[0] if results else DispatchResult(event, [])
 
     async def dispatch_many(
         self,

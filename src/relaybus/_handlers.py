@@ -214,7 +214,9 @@ class Registry:
         self.job_by_name: dict[str, JobSpec] = {}
         self.codecs: dict[type, EventCodec] = {}
         self.codecs_by_name: dict[str, EventCodec] = {}
-        self.version = 0  # bumped on every change, so cached dispatch plans refresh
+        #: The Bus's dispatch plans (``_plan.Plan``) per event class, emptied on every change
+        #: here so that a cached plan is never stale.
+        self.plans: dict[type, Any] = {}
 
     def codec(self, cls: type) -> EventCodec:
         codec = self.codecs.get(cls)
@@ -248,7 +250,7 @@ class Registry:
             is_async=is_async,
         )
         self.inline.setdefault(event, []).append(spec)
-        self.version += 1
+        self.plans.clear()
         return spec
 
     def add_job(
@@ -303,7 +305,7 @@ class Registry:
         )
         self.jobs.setdefault(event, []).append(spec)
         self.job_by_name[handler_name] = spec
-        self.version += 1
+        self.plans.clear()
         return spec
 
     def register(self, obj: object) -> InlineSpec | JobSpec:

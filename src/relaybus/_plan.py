@@ -1,9 +1,10 @@
 """Dispatch plans: what one dispatch of an event class does, and how its job rows are built.
 
-A :class:`Plan` is cached per event class (and registry version) by the Bus. Everything the jobs
-of one handler share is computed once, in its :class:`JobTemplate`; a dispatch call's options are
-checked once, into :class:`JobOptions`; :func:`build_jobs` then makes one ``NewJob`` per job
-handler, with no other allocation or call per job (``Bus._insert_jobs`` is a hot path).
+A :class:`Plan` is cached per event class by the Bus (in ``Registry.plans``, emptied on every
+registration). Everything the jobs of one handler share is computed once, in its
+:class:`JobTemplate`; a dispatch call's options are checked once, into :class:`JobOptions`;
+:func:`build_jobs` then makes one ``NewJob`` per job handler, with no other allocation or call
+per job (``Bus._insert_jobs`` is a hot path).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import msgspec
 
 from ._driver import Inserted, NewJob
 from ._errors import ConfigurationError, EventError, PayloadTooLarge
-from ._handlers import InlineSpec, JobSpec, Registry, check_priority
+from ._handlers import AsyncHandler, InlineSpec, JobSpec, Registry, check_priority
 from ._lifecycle import LIFECYCLE_CLASSES
 from ._options import Unique
 from ._types import DispatchResult, InsertResult, Job, JobState
@@ -110,19 +111,26 @@ def _has_nul(value: Any) -> bool:
 
 
 class Plan:
-    """What one dispatch of an event class does; cached per class and registry version."""
+    """What one dispatch of an event class does; cached per class until the registry changes."""
 
-    __slots__ = ("codec", "inline", "jobs", "spare", "templates", "version")
+    __slots__ = (
+        "codec", "inline", "inline_only", "jobs", "result", "spare", "templates",
+    )  # fmt: skip
 
     def __init__(self, registry: Registry, cls: type) -> None:
         self.codec = registry.codec(cls)
         self.inline: list[InlineSpec] = list(registry.inline.get(cls, ()))
         self.jobs: list[JobSpec] = list(registry.jobs.get(cls, ()))
         self.templates = [JobTemplate(spec) for spec in self.jobs]
-        self.version = registry.version
-        #: The bus's inline fast path keeps the Context of a finished dispatch here for the
-        #: next one, when nothing else holds it (see ``Bus.dispatch``).
+        #: (name, call) of each inline handler when the class has no job handler
+        #: (``Bus.dispatch``'s fast path), else ``None``.
+        self.inline_only: tuple[tuple[str, AsyncHandler], ...] | None = (
+            None if self.jobs else tuple((spec.name, spec.call) for spec in self.inline)
+        )
+        #: The bus's inline fast path keeps the Context and the DispatchResult of a finished
+        #: dispatch here for the next one, when nothing else holds them (see ``Bus.dispatch``).
         self.spare: Any = None
+        self.result: Any = None
 
     def too_large(self, payload: bytes, max_bytes: int) -> PayloadTooLarge:
         return PayloadTooLarge(
