@@ -415,7 +415,8 @@ class Bus(Generic[S]):
         single: bool,
     ) -> list[DispatchResult]:
         delay_s = check_options(meta, delay, at, priority, queue)
-        plans = [self._plan(type(event)) for event in events]  # EventError for a non-event
+        cached = self._plans.get  # a Plan is never falsy; _plan raises EventError for a non-event
+        plans = [cached(type(event)) or self._plan(type(event)) for event in events]
         results = [DispatchResult(event, []) for event in events]
         if any(plan.jobs for plan in plans):
             options = self._options.of(

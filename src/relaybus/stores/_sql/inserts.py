@@ -49,13 +49,22 @@ async def insert_rows(
     enc = dialect.encode_time
     text = dialect.json_text
     now_arg = enc(now)
+    meta_of: bytes | None = None  # the jobs of one dispatch share their meta: bound once
+    meta_arg: Any = None
     for job in jobs:
-        scheduled_at = _due(job, now)
-        later = scheduled_at > now
+        if job.at is None and not job.delay:  # due now: the common case, without a call
+            later, state, due = False, _AVAILABLE, now_arg
+        else:
+            scheduled_at = _due(job, now)
+            later = scheduled_at > now
+            state = _SCHEDULED if later else _AVAILABLE
+            due = now_arg if scheduled_at is now else enc(scheduled_at)
+        if job.meta is not meta_of:
+            meta_of = job.meta
+            meta_arg = text(meta_of)
         row = (
-            job.handler, job.event, job.queue, job.priority, _SCHEDULED if later else _AVAILABLE,
-            job.max_attempts, text(job.payload), text(job.meta), now_arg,
-            now_arg if scheduled_at is now else enc(scheduled_at), job.timeout,
+            job.handler, job.event, job.queue, job.priority, state, job.max_attempts,
+            text(job.payload), meta_arg, now_arg, due, job.timeout,
         )  # fmt: skip
         if job.unique_key is None or not job.unique_states:
             plain.append(row)
