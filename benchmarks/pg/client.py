@@ -150,6 +150,9 @@ async def main(args: argparse.Namespace) -> None:
             profile.disable()
             profile.dump_stats(args.profile)
         await adapter.stop_worker()
+        # what an adapter measured of its own system (relaybus: how long its claims took)
+        extra = adapter.worker_figures(stats.first, stats.last) \
+            if hasattr(adapter, "worker_figures") and stats.first is not None else {}
         emit(
             "result",
             count=stats.count,
@@ -157,6 +160,7 @@ async def main(args: argparse.Namespace) -> None:
             last=stats.last,
             cpu=cpu,
             latencies=stats.latencies,
+            **extra,
         )
         return
     raise SystemExit(f"unknown mode {args.mode!r}")

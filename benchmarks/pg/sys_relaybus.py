@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ class Adapter:
         self.dsn = dsn
         self.bus: rb.Bus[None] | None = None
         self.worker: Any = None
+        self.fetch_spans: list[tuple[float, float]] = []
 
     def _bus(self) -> rb.Bus[None]:
         bus: rb.Bus[None] = rb.Bus(store=rb.PostgresStore(self.dsn))
@@ -57,8 +59,35 @@ class Adapter:
         if self.bus is None:
             await self.open_client()
         assert self.bus is not None
+        self._time_fetches(self.bus.store)
         self.worker = self.bus.worker(queues={"default": concurrency})
         await self.worker.__aenter__()
+
+    def _time_fetches(self, store: Any) -> None:
+        """Record when each claim (``Driver.fetch``: finish the last runs, claim the next) was
+        in flight: the share of the processing window with a claim in flight is how far the
+        worker waits on the database's side of the claim."""
+        fetch = store.fetch
+        spans = self.fetch_spans = []
+
+        async def timed(params: Any) -> Any:
+            start = time.time()
+            try:
+                return await fetch(params)
+            finally:
+                spans.append((start, time.time()))
+
+        store.fetch = timed
+
+    def worker_figures(self, first: float, last: float) -> dict[str, float]:
+        """The share of [first job start, last job start] with a claim in flight (the spans
+        never overlap: one claim at a time per node), and the claims' mean duration."""
+        inside = [(max(a, first), min(b, last)) for a, b in self.fetch_spans
+                  if b > first and a < last]
+        busy = sum(b - a for a, b in inside)
+        window = max(1e-9, last - first)
+        return {"fetch_busy": busy / window,
+                "fetch_ms": busy / len(inside) * 1000 if inside else 0.0}
 
     async def stop_worker(self) -> None:
         if self.worker is not None:
