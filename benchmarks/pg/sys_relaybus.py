@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ class Adapter:
         self.dsn = dsn
         self.bus: rb.Bus[None] | None = None
         self.worker: Any = None
-        self.fetch_spans: list[tuple[float, float]] = []
+        self.fetch_spans: list[tuple[float, float, int]] = []
 
     def _bus(self) -> rb.Bus[None]:
         bus: rb.Bus[None] = rb.Bus(store=rb.PostgresStore(self.dsn))
@@ -72,22 +73,27 @@ class Adapter:
 
         async def timed(params: Any) -> Any:
             start = time.time()
+            claimed = []
             try:
-                return await fetch(params)
+                claimed = await fetch(params)
+                return claimed
             finally:
-                spans.append((start, time.time()))
+                spans.append((start, time.time(), len(claimed)))
 
         store.fetch = timed
 
     def worker_figures(self, first: float, last: float) -> dict[str, float]:
         """The share of [first job start, last job start] with a claim in flight (the spans
-        never overlap: one claim at a time per node), and the claims' mean duration."""
-        inside = [(max(a, first), min(b, last)) for a, b in self.fetch_spans
+        never overlap: one claim at a time per node), the claims' mean duration, and the mean
+        jobs per claim that found any."""
+        inside = [(max(a, first), min(b, last), n) for a, b, n in self.fetch_spans
                   if b > first and a < last]
-        busy = sum(b - a for a, b in inside)
+        busy = sum(b - a for a, b, _ in inside)
         window = max(1e-9, last - first)
+        sizes = [n for _, _, n in inside if n]
         return {"fetch_busy": busy / window,
-                "fetch_ms": busy / len(inside) * 1000 if inside else 0.0}
+                "fetch_ms": busy / len(inside) * 1000 if inside else 0.0,
+                "fetch_jobs": statistics.mean(sizes) if sizes else 0.0}
 
     async def stop_worker(self) -> None:
         if self.worker is not None:
