@@ -163,7 +163,11 @@ class Producer(Service):
                         self._poll = MIN_POLL
                         # the poll wait is real time (asyncio.timeout), so is its window
                         self._flowing_until = asyncio.get_running_loop().time() + FLOWING
-                    continue  # slots wake us when they go idle again
+                    if not self._drained:
+                        continue  # a full claim: there may be more, and room for it
+                # Nothing found, or fewer than asked: the queue was empty as of the claim, so
+                # the next claim waits for news (a slot going idle, an insert, the poll). An
+                # immediate empty claim would only delay the start of the jobs just claimed.
                 if not self._wake.is_set():
                     await self._wait_for_work()
         finally:
@@ -262,21 +266,28 @@ class Producer(Service):
         assert task is not None
         loop = asyncio.get_running_loop()
         ahead = AHEAD * self.concurrency if self.wait_limit > 0 else 0  # while runs are short
+        # Whether going idle is news for the fetch loop: at the start, and after this slot took
+        # a job. A slot woken for jobs that others took first goes back to waiting silently
+        # (the loop already counted it idle), so one claim does not set off an empty one.
+        news = True
         while True:
             if not ready:
                 if self._halted:
                     return
                 self._idle_slots += 1
                 self._jobs_ready.clear()
-                self._wake.set()
+                if news:
+                    self._wake.set()
                 try:
                     await self._jobs_ready.wait()
                 finally:
                     self._idle_slots -= 1
+                news = False
                 continue
             if self._halted:
                 return  # left in the buffer: the fetch loop hands them back
             job = ready.popleft()
+            news = True
             entry = waiting.pop(job.id, None)
             if entry is None or entry.job is not job:  # dropped or handed back meanwhile
                 if entry is not None:
