@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from sys import getrefcount
 from types import TracebackType
-from typing import Any, Generic, Literal, TypedDict, TypeVar, Unpack, overload
+from typing import Any, Generic, Literal, TypeVar, Unpack, overload
 
 from ._admin import Jobs, Queues
 from ._context import Context, Dispatch
@@ -35,7 +35,7 @@ from ._plan import (
 from ._runtime.worker import Worker, WorkerConfig
 from ._schedules import Schedule, Schedules
 from ._slots import Cron, Every, Slots
-from ._types import DispatchResult, NodeInfo
+from ._types import DispatchKeywords, DispatchResult, ErrorMode, NodeInfo
 from .stores.memory import MemoryStore
 
 __all__ = ["Bus", "HandlerMiddleware", "DispatchMiddleware"]
@@ -43,19 +43,6 @@ __all__ = ["Bus", "HandlerMiddleware", "DispatchMiddleware"]
 S = TypeVar("S")
 F = TypeVar("F", bound=HandlerFunc)
 
-ErrorMode = Literal["raise", "log"]
-
-
-class DispatchKeywords(TypedDict, total=False):
-    """The keyword options of ``Bus.dispatch`` (each defaults to ``None``)."""
-
-    meta: dict[str, Any] | None
-    delay: float | timedelta | None
-    at: datetime | None
-    priority: int | None
-    queue: str | None
-    conn: Any
-    errors: ErrorMode | None
 LIFECYCLE = tuple(LIFECYCLE_CLASSES.values())
 
 

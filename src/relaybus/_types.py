@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypedDict
 
 import msgspec
 
@@ -18,7 +18,9 @@ __all__ = [
     "PENDING_STATES",
     "TERMINAL_STATES",
     "TRACE_META_KEY",
+    "DispatchKeywords",
     "DispatchResult",
+    "ErrorMode",
     "InsertOutcome",
     "InsertResult",
     "Job",
@@ -186,3 +188,19 @@ class DispatchResult(msgspec.Struct):
 
     event: Any
     jobs: list[InsertResult] = msgspec.field(default_factory=list)
+
+
+#: How ``dispatch`` reports failed inline handlers: raise a ``DispatchError``, or log them.
+ErrorMode = Literal["raise", "log"]
+
+
+class DispatchKeywords(TypedDict, total=False):
+    """The keyword options of ``Bus.dispatch`` (each defaults to ``None``)."""
+
+    meta: dict[str, Any] | None
+    delay: float | timedelta | None
+    at: datetime | None
+    priority: int | None
+    queue: str | None
+    conn: Any
+    errors: ErrorMode | None
