@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -243,12 +244,39 @@ async def test_two_nodes_race_over_one_backlog(target: Target, procs: Processes)
         assert set(by_pid) == {one.pid, two.pid}  # both nodes worked
 
 
+def freeze(proc: subprocess.Popen[bytes], target: Target) -> None:
+    """SIGSTOP ``proc``. On SQLite, never inside one of its writes: a process frozen holding
+    the single write lock stalls every other writer (docs/store-sqlite.md, "The frozen-writer
+    caveat"), which is not what these tests are about. So the lock is probed after each stop,
+    and a stop that caught a write is undone (SIGCONT) and tried again a moment later."""
+    for _ in range(200):
+        os.kill(proc.pid, signal.SIGSTOP)
+        if target.kind != "sqlite" or _write_lock_free(target):
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError("the process held SQLite's write lock at every one of 200 stops")
+
+
+def _write_lock_free(target: Target) -> bool:
+    path = target.dsn.removeprefix("sqlite:///")
+    conn = sqlite3.connect(path, timeout=0.05, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:  # database is locked: the stop caught a write
+        return False
+    finally:
+        conn.close()
+
+
 async def test_stale_node_after_sigstop_changes_nothing(target: Target, procs: Processes) -> None:
     async with target.bus() as bus:
         job_id = (await bus.dispatch(Work(1, "slow_first", 1))).jobs[0].id
         stale = procs.worker("stale")
         await wait_until(lambda: any(r[0] == "start" for r in runs(target.log)), 30, "start")
-        os.kill(stale.pid, signal.SIGSTOP)  # frozen past its lease (ttl 1.5 s)
+        freeze(stale, target)  # frozen past its lease (ttl 1.5 s)
         procs.worker("fresh")
 
         async def completed() -> rb.Job | None:
