@@ -12,6 +12,10 @@ Per system and round:
 - **enqueue one at a time**: one client process, N single enqueues (each its own transaction,
   the system's ordinary call), timed inside the client;
 - **enqueue in batches of 1,000**: one client, 20,000 jobs in 20 calls of the system's batch API;
+  in the same round relaybus's floors are measured with the same client: a bare prepared asyncpg
+  ``INSERT`` (one job) and ``INSERT ... SELECT FROM unnest`` (a batch, ids returned) of the rows
+  relaybus inserts, and a bare asyncpg ``COPY`` of the batch rows (no ids returned), all into
+  relaybus's own table (``benchmarks/pg/sys_bare_asyncpg.py``, ``sys_bare_copy.py``);
 - **processing, 1 and 2 worker processes**: the jobs of a batch enqueue are already there; the
   worker processes (concurrency 10 each) are started and synchronised by a start barrier; the time
   runs from the first handler start to the moment the database shows no unfinished job (polled
@@ -656,6 +660,13 @@ async def _round(plan: Plan, benches: dict[str, Bench], system: str, bench: Benc
                                 system="bare_asyncpg")
 
         await _retry("bare asyncpg single enqueue", bare)
+
+        async def bare_batches() -> None:  # and for batches: INSERT ... unnest, and COPY
+            for system, record in (("bare_asyncpg", "bare_batch"), ("bare_copy", "bare_copy")):
+                await bench.fresh()
+                await bench.enqueue("enqueue-batch", plan.batch_n, record, system=system)
+
+        await _retry("bare asyncpg batch enqueue", bare_batches)
     if not _is_slow(benches, system) or r < plan.slow_process_rounds:
         await _retry(f"{system} processing, 1 worker",
                      lambda: bench.process(1, plan.process_n, "process1",
@@ -735,6 +746,10 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
          "bare_single.rate", 0),
         ("baseline, bare prepared asyncpg INSERT: client CPU per enqueue (µs)",
          "bare_single.cpu_us", 0),
+        ("baseline, bare prepared asyncpg INSERT ... unnest: enqueue in batches of 1,000 "
+         "(jobs/s)", "bare_batch.rate", 0),
+        ("baseline, bare asyncpg COPY (no ids returned): enqueue in batches of 1,000 (jobs/s)",
+         "bare_copy.rate", 0),
         ("baseline, bare LISTEN/NOTIFY + claim by id: latency p50 (ms)",
          "bare_latency.p50", 1),
         ("baseline, bare LISTEN/NOTIFY + claim by id: latency p99 (ms)",
@@ -817,6 +832,11 @@ def run(*, quick: bool, systems: Sequence[str] | None = None) -> GroupResult:
             if key == "single.rate" and bare_rate:
                 cpu_note = (f"; a bare prepared asyncpg INSERT: {fmt_num(bare_rate)} = "
                             f"{bare_rate / value:.2f}x")
+            if key == "batch.rate":
+                bare_batch = [(what, _median(rbs, f"{record}.rate")) for what, record in
+                              (("INSERT ... unnest", "bare_batch"), ("COPY", "bare_copy"))]
+                cpu_note = "".join(f"; bare asyncpg {what}: {fmt_num(rate)} = "
+                                   f"{rate / value:.2f}x" for what, rate in bare_batch if rate)
             targets.append((f"{label}: >= {need}x the fastest peer ({peer})",
                             f"{fmt_num(mine)} vs {fmt_num(value)} = {ratio:.2f}x{cpu_note}",
                             ratio >= need))

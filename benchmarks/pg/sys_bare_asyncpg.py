@@ -1,5 +1,7 @@
-"""The single-enqueue baseline: a bare prepared asyncpg ``INSERT`` of the row relaybus inserts
-for one job (same table, installed by relaybus's own migrations). Enqueue modes only."""
+"""The enqueue baselines: a bare prepared asyncpg ``INSERT`` of the row relaybus inserts for one
+job, and for a batch one prepared ``INSERT ... SELECT FROM unnest`` of the payloads (same table,
+installed by relaybus's own migrations; ids returned, as relaybus returns them). Enqueue modes
+only."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import asyncpg
 
 import relaybus as rb
 
-INSERT_SQL = (Path(__file__).parent.parent / "sql" / "bare_pg_insert.sql").read_text()
+SQL = Path(__file__).parent.parent / "sql"
+INSERT_SQL = (SQL / "bare_pg_insert.sql").read_text()
+INSERT_BATCH_SQL = (SQL / "bare_pg_insert_batch.sql").read_text()
 
 
 class Adapter:
@@ -21,6 +25,7 @@ class Adapter:
         self.dsn = dsn
         self.conn: Any = None
         self.stmt: Any = None
+        self.batch_stmt: Any = None
 
     async def install(self) -> None:
         await rb.PostgresStore(self.dsn).migrate()
@@ -28,13 +33,17 @@ class Adapter:
     async def open_client(self) -> None:
         self.conn = await asyncpg.connect(self.dsn)
         self.stmt = await self.conn.prepare(INSERT_SQL)
+        self.batch_stmt = await self.conn.prepare(INSERT_BATCH_SQL)
 
     async def enqueue_one(self, i: int, t: float) -> None:
         payload = json.dumps({"i": i, "t": t}, separators=(",", ":"))
         await self.stmt.fetchval("bench.noop", "bench.job", "default", 2, 10, payload)
 
     async def enqueue_batch(self, items: list[tuple[int, float]]) -> None:
-        raise NotImplementedError("the bare baseline measures single enqueues only")
+        payloads = [json.dumps({"i": i, "t": t}, separators=(",", ":")) for i, t in items]
+        ids = await self.batch_stmt.fetch("bench.noop", "bench.job", "default", 2, 10, payloads)
+        if len(ids) != len(items):
+            raise RuntimeError(f"inserted {len(ids)} rows for {len(items)} jobs")
 
     async def close_client(self) -> None:
         await self.conn.close()
