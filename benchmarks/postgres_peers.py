@@ -662,9 +662,9 @@ async def _round(plan: Plan, benches: dict[str, Bench], system: str, bench: Benc
         await _retry("bare asyncpg single enqueue", bare)
 
         async def bare_batches() -> None:  # and for batches: INSERT ... unnest, and COPY
-            for system, record in (("bare_asyncpg", "bare_batch"), ("bare_copy", "bare_copy")):
+            for adapter, record in (("bare_asyncpg", "bare_batch"), ("bare_copy", "bare_copy")):
                 await bench.fresh()
-                await bench.enqueue("enqueue-batch", plan.batch_n, record, system=system)
+                await bench.enqueue("enqueue-batch", plan.batch_n, record, system=adapter)
 
         await _retry("bare asyncpg batch enqueue", bare_batches)
     if not _is_slow(benches, system) or r < plan.slow_process_rounds:
