@@ -34,7 +34,7 @@ from ._plan import (
 )
 from ._runtime.worker import Worker, WorkerConfig
 from ._schedules import Schedule, Schedules
-from ._slots import Cron, Every, Slots
+from ._slots import Cron, Every
 from ._types import DispatchKeywords, DispatchResult, ErrorMode, NodeInfo
 from .stores.memory import MemoryStore
 
@@ -191,7 +191,10 @@ class Bus(Generic[S]):
         """Dispatch ``event`` (an event, or a factory called with the slot time or nothing)
         every ``interval`` (seconds or timedelta), at multiples of it since the Unix epoch (UTC).
         The leading worker dispatches each slot exactly once; see docs/periodic-events.md."""
-        return self._add_schedule(Every(interval), event, name, missed, queue, max_missed)
+        return self.schedules.register(
+            self.registry, Every(interval), event, name=name, missed=missed, queue=queue,
+            max_missed=max_missed,
+        )  # fmt: skip
 
     def cron(
         self,
@@ -206,15 +209,10 @@ class Bus(Generic[S]):
     ) -> Schedule:
         """Dispatch ``event`` at the times matching the five-field cron expression ``expr`` in
         the time zone ``tz`` (an IANA name; default UTC). Needs ``relaybus[cron]``."""
-        return self._add_schedule(Cron(expr, tz), event, name, missed, queue, max_missed)
-
-    def _add_schedule(
-        self, slots: Slots, event: Any, name: str | None, missed: str, queue: str, max_missed: int
-    ) -> Schedule:
         return self.schedules.register(
-            self.registry, slots, event, name=name, missed=missed, queue=queue,
+            self.registry, Cron(expr, tz), event, name=name, missed=missed, queue=queue,
             max_missed=max_missed,
-        )
+        )  # fmt: skip
 
     def register(self, handler: object) -> None:
         """Register a class-based ``rb.Handler[E]`` or ``rb.JobHandler[E]`` instance."""
